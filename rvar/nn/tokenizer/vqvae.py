@@ -1,0 +1,108 @@
+"""VAR's multi-scale VQ-VAE: encoder, quant_conv, multi-scale residual quantiser, post_quant_conv, decoder.
+
+Paper: Tian et al., "Visual Autoregressive Modeling" (VAR); RestoreVAR (Rajagopalan et al., arXiv 2505.18047)
+keeps it unchanged and conditions on the encoder output of the degraded image.
+Reference code: FoundationVision/VAR ``models/vqvae.py``. The released ``vae_ch160v4096z32.pth`` loads
+into ``VQVAE(TokenizerConfig.vq_f16_256())`` with ``strict=True``.
+
+Shapes: B batch, C latent channels, H/W image side, h/w latent side (H/16), l tokens of one scale,
+Lc condition tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from rvar.nn.tokenizer.autoencoder import Decoder, Encoder
+from rvar.nn.tokenizer.config import TokenizerConfig
+from rvar.nn.tokenizer.quantizer import MultiScaleQuantizer
+
+CONDITION_LEVELS = (1, 3, 5, -1)  # RestoreVAR's encoder levels; its prior only uses the last one
+
+
+@dataclass
+class TokenizerOutput:
+    recon: torch.Tensor  # (B, 3, H, W), unclamped decoder output
+    f_hat: torch.Tensor  # (B, C, h, w) straight-through quantised latent
+    vq_loss: torch.Tensor
+    indices: List[torch.Tensor]
+    usage: torch.Tensor  # (S,)
+    perplexity: torch.Tensor
+
+
+class VQVAE(nn.Module):
+    """The tokenizer. Images are in [-1, 1].
+
+    Args:
+        config: sizes, see :class:`TokenizerConfig` and its presets.
+    """
+
+    def __init__(self, config: TokenizerConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.V, self.Cvae = c.vocab_size, c.z_channels
+        # 1. autoencoder
+        kw = dict(ch=c.ch, ch_mult=c.ch_mult, num_res_blocks=c.num_res_blocks, dropout=c.dropout,
+                  z_channels=c.z_channels, using_sa=c.using_sa, using_mid_sa=c.using_mid_sa)
+        self.encoder = Encoder(**kw)
+        self.decoder = Decoder(**kw)
+        # 2. quantiser and the 3x3 convolutions around it
+        self.quantize = MultiScaleQuantizer(c.vocab_size, c.z_channels, c.patch_nums, c.beta,
+                                            c.quant_resi, c.share_quant_resi)
+        self.quant_conv = nn.Conv2d(c.z_channels, c.z_channels, 3, 1, 1)
+        self.post_quant_conv = nn.Conv2d(c.z_channels, c.z_channels, 3, 1, 1)
+
+    @property
+    def patch_nums(self):
+        return self.quantize.patch_nums
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    # ---- training ------------------------------------------------------------------------------------
+    def forward(self, img_B3HW: torch.Tensor) -> TokenizerOutput:
+        q = self.quantize(self.quant_conv(self.encoder(img_B3HW)))
+        recon = self.decoder(self.post_quant_conv(q.f_hat))
+        return TokenizerOutput(recon, q.f_hat, q.vq_loss, q.indices, q.usage, q.perplexity)
+
+    # ---- encoding ------------------------------------------------------------------------------------
+    def encode_continuous(self, img_B3HW: torch.Tensor) -> torch.Tensor:
+        """``quant_conv(encoder(x))``: the continuous latent f (B, C, h, w)."""
+        return self.quant_conv(self.encoder(img_B3HW))
+
+    def img_to_indices(self, img_B3HW: torch.Tensor) -> List[torch.Tensor]:
+        return self.quantize.quantize(self.encode_continuous(img_B3HW))[0]
+
+    def _to_condition_grid(self, feat_BChw: torch.Tensor) -> torch.Tensor:
+        side = self.patch_nums[-1]
+        if feat_BChw.shape[-2:] != (side, side):
+            feat_BChw = F.interpolate(feat_BChw, size=(side, side), mode="bicubic")
+        return feat_BChw.flatten(2).transpose(1, 2)  # (B, Lc, C)
+
+    def condition_features(self, img_B3HW: torch.Tensor, levels: Sequence[int] = CONDITION_LEVELS) -> List[torch.Tensor]:
+        """Encoder features at ``levels``, resized (bicubic) to the last token map, as (B, Lc, C_level)."""
+        feats = self.encoder.forward_levels(img_B3HW)
+        return [self._to_condition_grid(feats[i]) for i in levels]
+
+    def encode_condition(self, img_B3HW: torch.Tensor) -> torch.Tensor:
+        """The prior's condition: the encoder output before quant_conv, (B, Lc, C). Cheaper than all levels."""
+        return self._to_condition_grid(self.encoder(img_B3HW))
+
+    # ---- decoding ------------------------------------------------------------------------------------
+    def decode(self, f_BChw: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        img = self.decoder(self.post_quant_conv(f_BChw))
+        return img.clamp(-1, 1) if clamp else img
+
+    def indices_to_img(self, idx_Bl: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.decode(self.quantize.indices_to_fhat(idx_Bl))
+
+    @torch.no_grad()
+    def reconstruct(self, img_B3HW: torch.Tensor) -> torch.Tensor:
+        """Tokenizer round trip (encode, quantise at every scale, decode), clamped to [-1, 1]."""
+        return self.decode(self.quantize.quantize(self.encode_continuous(img_B3HW))[1][-1])
