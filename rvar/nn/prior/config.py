@@ -1,0 +1,71 @@
+"""Typed size presets of the RestoreVAR prior."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Tuple
+
+from rvar.nn.tokenizer.config import RESTOREVAR_512_PATCH_NUMS, VAR_256_PATCH_NUMS
+
+
+@dataclass
+class PriorConfig:
+    """Hyper-parameters of :class:`rvar.nn.prior.RestoreVARPrior`.
+
+    Args:
+        depth: transformer blocks. embed_dim: width C. num_heads: attention heads (not stored in tensors).
+        mlp_ratio: FFN hidden size / C.
+        patch_nums: token-map side per scale (must equal the tokenizer's).
+        vocab_size / z_channels: the tokenizer's V and Cvae.
+        num_classes: size of VAR's class table (the start token uses the extra "null" row ``num_classes``).
+        attention: registered attention variant (``rvar plugins --kind attention``) for self- and cross-attention.
+        norm_eps: epsilon of the parameter-free LayerNorms.
+        rope_base: RoPE frequency base.
+        drop_rate / attn_drop_rate / drop_path_rate: regularisation (0 in RestoreVAR's fine-tuning).
+    """
+
+    depth: int = 16
+    embed_dim: int = 1024
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    patch_nums: Tuple[int, ...] = field(default_factory=lambda: RESTOREVAR_512_PATCH_NUMS)
+    vocab_size: int = 4096
+    z_channels: int = 32
+    num_classes: int = 1000
+    attention: str = "l2norm"
+    norm_eps: float = 1e-6
+    rope_base: float = 10000.0
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.patch_nums = tuple(int(p) for p in self.patch_nums)
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if (self.embed_dim // self.num_heads) % 4:
+            raise ValueError("2D RoPE needs a head dimension divisible by 4")
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(p * p for p in self.patch_nums)
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["patch_nums"] = list(self.patch_nums)
+        return d
+
+    # ---- presets -------------------------------------------------------------------------------------
+    @classmethod
+    def d16_512(cls) -> "PriorConfig":
+        """RestoreVAR's released model: VAR-d16 at 512 px, L = 2240 tokens."""
+        return cls()
+
+    @classmethod
+    def d16_256(cls) -> "PriorConfig":
+        """VAR-d16 geometry at 256 px (the class-conditional ``var_d16.pth`` schedule, L = 680)."""
+        return cls(patch_nums=VAR_256_PATCH_NUMS)
+
+    @classmethod
+    def tiny(cls, patch_nums: Tuple[int, ...] = (1, 2, 3, 4), vocab_size: int = 64) -> "PriorConfig":
+        """The reference parity size: depth 2, width 128, 2 heads, 64x64 images."""
+        return cls(depth=2, embed_dim=128, num_heads=2, patch_nums=patch_nums, vocab_size=vocab_size)
