@@ -1,0 +1,164 @@
+"""``DegradationDataModule``: clean photos degraded on the fly, paired folders or manifests, one batch contract.
+
+Every batch the LightningModules see (after ``on_after_batch_transfer``) is a dict::
+
+    {"degraded": float32 (B, 3, H, W) in [0, 1], "clean": float32 (B, 3, H, W) in [0, 1],
+     "degradation": list[str] of length B, "index": LongTensor (B,)}
+
+Per-image Albumentations ops run in the dataloader workers; batched Kornia ops run on the accelerator in
+``on_after_batch_transfer`` (see :mod:`rvar.data.degrade`). Validation and test samples are deterministic.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from rvar.data.datasets import CleanFolderDataset, EpochSampler, PairedDataset, source_kind
+from rvar.data.degrade import DegradationPipeline
+from rvar.data.embedded import default_root, ensure_embedded
+from rvar.errors import UserError
+
+DEFAULT_DEGRADATIONS: List[Dict[str, Any]] = [
+    {"name": "haze"}, {"name": "rain"}, {"name": "snow"}, {"name": "low_light"}, {"name": "motion_blur"},
+]
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers decode and crop; many threads each would oversubscribe the CPU
+
+
+class DegradationDataModule(L.LightningDataModule):
+    """Image-restoration data for every rvar stage.
+
+    Each of ``train_dirs``, ``val_dirs`` and ``test_dirs`` lists sources of one kind: clean-image folders
+    (degraded on the fly by the pipeline), paired folders (``input/`` + ``target/``) or RestoreVAR ``.json``
+    manifests. Left empty, training uses the embedded scikit-image photos and validation their ``val`` split.
+
+    Args:
+        train_dirs: training sources; None: the embedded photos (``train`` split).
+        val_dirs: validation sources; None: the embedded ``val`` split when training on embedded photos, else none.
+        test_dirs: test (and predict) sources; None: the validation sources.
+        paired_dirs: paired training folders (take precedence over ``train_dirs``).
+        manifest: a training manifest (takes precedence over ``paired_dirs`` and ``train_dirs``).
+        crop_size: square crop side in pixels.
+        batch_size: samples per batch (per device).
+        num_workers: dataloader worker processes.
+        degradations: the pipeline, a list like ``[{name: rain, p: 1.0, weight: 2.0, options: {...}}]``;
+            None: haze, rain, snow, low_light, motion_blur (RestoreVAR's five tasks).
+        pipeline_mode: ``one_of`` (one op per sample, by weight) or ``chain`` (each op with its ``p``).
+        seed: base seed of crops and degradations.
+        samples_per_epoch: training samples per epoch, drawn with replacement; None: one per image/pair.
+        val_samples: validation samples (images are cycled, each with its own degradation); None: one per image.
+        test_samples: test samples, as ``val_samples``.
+        degradation_weights: relative weights per degradation label for paired/manifest training draws;
+            None: every degradation equally likely.
+        data_root: where the embedded photos live; None: ``$RVAR_DATA_HOME`` or ``~/.cache/rvar/embedded``.
+    """
+
+    def __init__(self, train_dirs: Optional[List[str]] = None, val_dirs: Optional[List[str]] = None,
+                 test_dirs: Optional[List[str]] = None, paired_dirs: Optional[List[str]] = None,
+                 manifest: Optional[str] = None, crop_size: int = 256, batch_size: int = 8, num_workers: int = 0,
+                 degradations: Optional[List[Dict[str, Any]]] = None, pipeline_mode: str = "one_of",
+                 seed: int = 0, samples_per_epoch: Optional[int] = None, val_samples: Optional[int] = None,
+                 test_samples: Optional[int] = None, degradation_weights: Optional[Dict[str, float]] = None,
+                 data_root: Optional[str] = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_dirs, self.val_dirs, self.test_dirs = train_dirs, val_dirs, test_dirs
+        self.paired_dirs, self.manifest = paired_dirs, manifest
+        self.crop_size, self.batch_size, self.num_workers = int(crop_size), int(batch_size), int(num_workers)
+        self.degradations = degradations if degradations is not None else DEFAULT_DEGRADATIONS
+        self.pipeline_mode, self.seed = pipeline_mode, int(seed)
+        self.samples_per_epoch, self.val_samples, self.test_samples = samples_per_epoch, val_samples, test_samples
+        self.degradation_weights, self.data_root = degradation_weights, data_root
+        self.pipeline: Optional[DegradationPipeline] = None
+        self.datasets: Dict[str, Optional[Dataset]] = {}
+
+    # 1. where the data comes from -------------------------------------------------------------------------
+    @property
+    def uses_embedded(self) -> bool:
+        return self.manifest is None and not self.paired_dirs and not self.train_dirs
+
+    def _embedded(self, split: str) -> List[str]:
+        root = Path(self.data_root).expanduser().resolve() if self.data_root else default_root()
+        return [str(ensure_embedded(root) / split)]
+
+    def sources(self, stage: str) -> List[str]:
+        """The source paths of ``stage`` (``train``, ``val`` or ``test``); may be empty for val/test."""
+        if stage == "train":
+            if self.manifest is not None:
+                return [self.manifest]
+            return list(self.paired_dirs or self.train_dirs or self._embedded("train"))
+        if stage == "val":
+            if self.val_dirs is not None:
+                return list(self.val_dirs)
+            return self._embedded("val") if self.uses_embedded else []
+        return list(self.test_dirs) if self.test_dirs is not None else self.sources("val")
+
+    # 2. Lightning hooks ----------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.uses_embedded:
+            ensure_embedded(self.data_root)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.pipeline is None:
+            self.pipeline = DegradationPipeline(self.degradations, self.pipeline_mode, self.seed)
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in wanted.get(stage or "", ("train", "val", "test")):
+            if split not in self.datasets:
+                self.datasets[split] = self._build(split)
+
+    def _build(self, split: str) -> Optional[Dataset]:
+        sources = self.sources(split)
+        if not sources:
+            return None
+        kinds = {source_kind(s) for s in sources}
+        train = split == "train"
+        samples = {"train": self.samples_per_epoch, "val": self.val_samples, "test": self.test_samples}[split]
+        if kinds == {"clean"}:
+            return CleanFolderDataset(sources, self.crop_size, train, samples, self.pipeline, self.seed, split)
+        if "clean" in kinds:
+            raise UserError(f"{split} sources mix clean folders with paired folders/manifests: {sources}")
+        return PairedDataset(sources, self.crop_size, train, samples, self.seed, split, self.degradation_weights)
+
+    def _loader(self, split: str, train: bool) -> DataLoader | List[DataLoader]:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        dataset = self.datasets[split]
+        if dataset is None:
+            return []
+        sampler = EpochSampler(len(dataset), self.seed) if train else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          worker_init_fn=_worker_init if self.num_workers > 0 else None, drop_last=False)
+
+    def train_dataloader(self):
+        return self._loader("train", train=True)
+
+    def val_dataloader(self):
+        return self._loader("val", train=False)
+
+    def test_dataloader(self):
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self):
+        return self._loader("test", train=False)
+
+    def on_after_batch_transfer(self, batch: Dict[str, Any], dataloader_idx: int) -> Dict[str, Any]:
+        return self.apply_device_degradations(batch)
+
+    # 3. the device stage --------------------------------------------------------------------------------
+    def apply_device_degradations(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        """Apply the batched (Kornia) ops of each sample's plan where the batch is; drop private keys.
+
+        Lightning calls this after moving a batch to the device; call it yourself when iterating the
+        dataloaders without a Trainer.
+        """
+        seeds = batch.pop("_seed", None)
+        if seeds is not None and self.pipeline is not None and self.pipeline.has_device_ops:
+            batch["degraded"] = self.pipeline.apply_device_ops(batch["degraded"], [int(s) for s in seeds])
+        return batch

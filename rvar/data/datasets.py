@@ -1,0 +1,271 @@
+"""Datasets: clean-image folders (degraded on the fly), paired folders and RestoreVAR JSON manifests.
+
+A *source* is one of:
+
+* a **clean folder**: images, searched recursively; degradations come from a
+  :class:`~rvar.data.degrade.DegradationPipeline`;
+* a **paired folder**: ``input/`` and ``target/`` sub-folders whose files match by stem
+  (``input/0001.png`` with ``target/0001.jpg``); the label is the folder's name;
+* a **manifest** (``*.json``, RestoreVAR's format): a list of ``{image_path, target_path, degradation,
+  dataset}`` entries, paths relative to the manifest's folder.
+
+Keys and randomness. Training sets are indexed by keys ``epoch * samples + slot`` produced by
+:class:`EpochSampler` (Lightning wraps it with a distributed sampler under DDP and forwards ``set_epoch``).
+Everything random about a sample (which image, the crop, the degradation) comes from generators seeded by
+``(seed, stream, key)``, so it is the same in any worker or rank. Training images are drawn *with replacement*,
+so a handful of photos yields ``samples`` different crops per epoch. Validation and test keys are plain indices:
+centre crops and the same degradations every epoch.
+
+Images smaller than the crop are **upscaled** (bicubic, short side to the crop size) with one warning per file,
+rather than skipped, so tiny sets still work. Unreadable files in a clean folder are skipped with one warning
+listing them all.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from rvar.data.degrade import DegradationPipeline, sample_seed
+from rvar.errors import ImageError, UserError
+from rvar.io import IMAGE_SUFFIXES, read_image
+
+
+def source_kind(source: str | Path) -> str:
+    """``"manifest"``, ``"paired"`` or ``"clean"`` for a source path; a missing path raises UserError."""
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() == ".json":
+        return "manifest"
+    if not path.is_dir():
+        raise UserError(f"{path}: no such folder or manifest")
+    if (path / "input").is_dir() and (path / "target").is_dir():
+        return "paired"
+    return "clean"
+
+
+def scan_clean_folders(folders: Sequence[str | Path]) -> List[Path]:
+    """Image files under ``folders`` (recursive, sorted) whose header Pillow can read.
+
+    Unreadable files are left out with ONE warning listing them. Raises UserError when nothing is left.
+    """
+    found, bad = [], []
+    for folder in folders:
+        if source_kind(folder) != "clean":
+            raise UserError(f"{folder}: expected a folder of clean images")
+        for path in sorted(Path(folder).rglob("*")):
+            if not (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
+                continue
+            try:
+                with Image.open(path) as img:
+                    img.verify()
+                found.append(path)
+            except Exception:  # noqa: BLE001 - any failure means "skip this file"
+                bad.append(str(path))
+    if bad:
+        warnings.warn(f"skipping {len(bad)} unreadable image(s): {', '.join(bad)}", stacklevel=2)
+    if not found:
+        raise UserError(f"no readable images in {', '.join(str(f) for f in folders)}")
+    return found
+
+
+@dataclass(frozen=True)
+class PairEntry:
+    """One degraded/clean pair."""
+
+    input_path: Path
+    target_path: Path
+    degradation: str
+    dataset: str
+
+
+def pairs_from_folder(folder: str | Path) -> List[PairEntry]:
+    """Pairs from ``folder/input`` and ``folder/target`` matched by file stem; unmatched files warn once."""
+    folder = Path(folder)
+
+    def by_stem(sub: str) -> Dict[str, Path]:
+        return {p.stem: p for p in sorted((folder / sub).rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+    inputs, targets = by_stem("input"), by_stem("target")
+    unmatched = sorted(set(inputs) ^ set(targets))
+    if unmatched:
+        warnings.warn(f"{folder}: {len(unmatched)} file(s) without a partner skipped: {', '.join(unmatched)}",
+                      stacklevel=2)
+    stems = sorted(set(inputs) & set(targets))
+    if not stems:
+        raise UserError(f"{folder}: no input/target pairs with matching file names")
+    return [PairEntry(inputs[s], targets[s], folder.name, folder.name) for s in stems]
+
+
+def pairs_from_manifest(manifest: str | Path) -> List[PairEntry]:
+    """Entries of a RestoreVAR JSON manifest (paths relative to the manifest's folder)."""
+    manifest = Path(manifest)
+    try:
+        entries = json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{manifest}: cannot read manifest ({exc})") from None
+    if not isinstance(entries, list) or not entries:
+        raise UserError(f"{manifest}: a manifest is a non-empty JSON list of entries")
+    out = []
+    for number, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or not {"image_path", "target_path"} <= set(entry):
+            raise UserError(f"{manifest}: entry {number} needs image_path and target_path")
+        out.append(PairEntry(manifest.parent / entry["image_path"], manifest.parent / entry["target_path"],
+                             str(entry.get("degradation", "unknown")), str(entry.get("dataset", manifest.stem))))
+    return out
+
+
+def load_pairs(sources: Sequence[str | Path]) -> List[PairEntry]:
+    """Pairs from paired folders and/or manifests."""
+    out: List[PairEntry] = []
+    for source in sources:
+        kind = source_kind(source)
+        if kind == "clean":
+            raise UserError(f"{source}: expected a paired folder (input/ + target/) or a .json manifest")
+        out.extend(pairs_from_folder(source) if kind == "paired" else pairs_from_manifest(source))
+    return out
+
+
+def fit_crop(image_CHW: torch.Tensor, size: int, path: Path) -> torch.Tensor:
+    """Upscale (bicubic) an image whose short side is below ``size``, with one warning for the file."""
+    height, width = image_CHW.shape[-2:]
+    if min(height, width) >= size:
+        return image_CHW
+    warnings.warn(f"{path}: {width}x{height} is smaller than the {size}px crop; upscaling it", stacklevel=2)
+    scale = size / min(height, width)
+    new = (max(size, round(height * scale)), max(size, round(width * scale)))
+    return F.interpolate(image_CHW[None], size=new, mode="bicubic", align_corners=False)[0].clamp(0, 1)
+
+
+def crop_box(height: int, width: int, size: int, generator: Optional[torch.Generator]) -> tuple[int, int]:
+    """Top-left corner of a crop: random with a generator, the centre without."""
+    if generator is None:
+        return (height - size) // 2, (width - size) // 2
+    top = int(torch.randint(0, height - size + 1, (1,), generator=generator))
+    left = int(torch.randint(0, width - size + 1, (1,), generator=generator))
+    return top, left
+
+
+class EpochSampler(Sampler[int]):
+    """Yields the training keys ``epoch * samples + slot`` for ``slot`` in ``range(samples)``.
+
+    Lightning calls :meth:`set_epoch` (directly, or through its distributed wrapper under DDP, which also
+    shuffles and splits the keys between ranks), so each epoch gets fresh crops and degradations.
+    """
+
+    def __init__(self, samples: int, seed: int = 0, shuffle: bool = True) -> None:
+        self.samples, self.seed, self.shuffle, self.epoch = int(samples), int(seed), shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        order = range(self.samples)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(sample_seed(self.seed, "sampler", self.epoch))
+            order = torch.randperm(self.samples, generator=generator).tolist()
+        return iter([self.epoch * self.samples + slot for slot in order])
+
+    def __len__(self) -> int:
+        return self.samples
+
+
+class _KeyedDataset(Dataset):
+    """Shared key handling: training keys fold in the epoch, evaluation keys are indices."""
+
+    def __init__(self, crop_size: int, train: bool, samples: int, seed: int, stream: str) -> None:
+        self.crop_size, self.train, self.samples = int(crop_size), train, int(samples)
+        self.seed, self.stream = int(seed), stream
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def generator(self, key: int, purpose: str) -> torch.Generator:
+        return torch.Generator().manual_seed(sample_seed(self.seed, f"{self.stream}/{purpose}", key))
+
+
+class CleanFolderDataset(_KeyedDataset):
+    """Crops of clean images, degraded by ``pipeline`` (worker ops here, device ops after transfer).
+
+    Args:
+        folders: clean-image folders.
+        crop_size: square crop side in pixels.
+        train: random crops of images drawn with replacement (True), or centre crops in order (False).
+        samples: dataset length; default the number of images.
+        pipeline: the degradation pipeline (None: degraded == clean, label ``"none"``).
+        seed: base seed for crops and degradations.
+        stream: name separating the random streams of train/val/test.
+
+    Items: ``clean`` and ``degraded`` (3, crop, crop) float32, ``degradation`` label, ``index`` key and
+    ``_seed`` (the sample's pipeline seed, consumed by the device stage).
+    """
+
+    def __init__(self, folders: Sequence[str | Path], crop_size: int, train: bool, samples: Optional[int] = None,
+                 pipeline: Optional[DegradationPipeline] = None, seed: int = 0, stream: str = "train") -> None:
+        self.paths = scan_clean_folders(folders)
+        super().__init__(crop_size, train, samples or len(self.paths), seed, stream)
+        self.pipeline = pipeline
+
+    def __getitem__(self, key: int) -> Dict[str, object]:
+        crop_gen = self.generator(key, "crop") if self.train else None
+        number = int(torch.randint(0, len(self.paths), (1,), generator=crop_gen)) if self.train \
+            else key % len(self.paths)
+        path = self.paths[number]
+        image_CHW = fit_crop(read_image(path).rgb, self.crop_size, path)
+        top, left = crop_box(image_CHW.shape[1], image_CHW.shape[2], self.crop_size, crop_gen)
+        clean_CHW = image_CHW[:, top:top + self.crop_size, left:left + self.crop_size].contiguous()
+        seed = sample_seed(self.seed, self.stream, key)
+        degraded_CHW, label = clean_CHW, "none"
+        if self.pipeline is not None:
+            degraded_CHW, label = self.pipeline.apply_worker_ops(clean_CHW, seed)
+        return {"degraded": degraded_CHW, "clean": clean_CHW, "degradation": label, "index": key, "_seed": seed}
+
+
+class PairedDataset(_KeyedDataset):
+    """Aligned crops of degraded/clean pairs from paired folders and manifests.
+
+    For training, pairs are drawn with replacement, weighted per degradation: by default every degradation
+    is equally likely whatever its number of pairs (RestoreVAR balances its five tasks this way);
+    ``degradation_weights`` sets other relative weights (missing names get 1.0).
+
+    Args:
+        sources: paired folders and/or ``.json`` manifests.
+        crop_size: square crop side in pixels.
+        train: random aligned crops of weighted draws (True) or centre crops in order (False).
+        samples: dataset length; default the number of pairs.
+        seed: base seed.
+        stream: name of the random stream.
+        degradation_weights: relative weight per degradation label, for training draws.
+    """
+
+    def __init__(self, sources: Sequence[str | Path], crop_size: int, train: bool, samples: Optional[int] = None,
+                 seed: int = 0, stream: str = "train",
+                 degradation_weights: Optional[Mapping[str, float]] = None) -> None:
+        self.entries = load_pairs(sources)
+        super().__init__(crop_size, train, samples or len(self.entries), seed, stream)
+        counts: Dict[str, int] = {}
+        for entry in self.entries:
+            counts[entry.degradation] = counts.get(entry.degradation, 0) + 1
+        weights = degradation_weights or {}
+        self.weights = torch.tensor([float(weights.get(e.degradation, 1.0)) / counts[e.degradation]
+                                     for e in self.entries], dtype=torch.float64)
+
+    def __getitem__(self, key: int) -> Dict[str, object]:
+        crop_gen = self.generator(key, "crop") if self.train else None
+        number = int(torch.multinomial(self.weights, 1, generator=crop_gen)) if self.train \
+            else key % len(self.entries)
+        entry = self.entries[number]
+        degraded_CHW, clean_CHW = read_image(entry.input_path).rgb, read_image(entry.target_path).rgb
+        if degraded_CHW.shape != clean_CHW.shape:
+            raise ImageError(f"{entry.input_path}: size {tuple(degraded_CHW.shape[1:])} differs from its target "
+                             f"{entry.target_path} {tuple(clean_CHW.shape[1:])}")
+        both_CHW = fit_crop(torch.cat([degraded_CHW, clean_CHW]), self.crop_size, entry.input_path)
+        top, left = crop_box(both_CHW.shape[1], both_CHW.shape[2], self.crop_size, crop_gen)
+        both_CHW = both_CHW[:, top:top + self.crop_size, left:left + self.crop_size].contiguous()
+        return {"degraded": both_CHW[:3], "clean": both_CHW[3:], "degradation": entry.degradation, "index": key}
