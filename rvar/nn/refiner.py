@@ -1,0 +1,165 @@
+"""Latent refiner: turns the prior's quantised latent into a continuous one.
+
+Paper: RestoreVAR (Rajagopalan, Narayan, Patel; arXiv 2505.18047), section 3.3: a transformer over the
+quantised latent tokens that cross-attends to the prior's last-block hidden states and predicts a residual.
+Reference code: sudraj2002/RestoreVAR ``models/vae_refiner_rope.py`` (``Refiner``); parameter names follow
+its ``vae_refiner.*`` keys.
+
+Shapes: B batch, N latent tokens (h*w), M condition tokens (the prior's L), D width, Cv latent channels.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class RefinerConfig:
+    """Sizes of :class:`LatentRefiner`. ``seq_len`` = latent tokens, ``seq_len_cond`` = the prior's L."""
+
+    seq_len: int = 1024
+    seq_len_cond: int = 2240
+    in_dim: int = 32
+    in_dim_cond: int = 1024
+    out_dim: int = 32
+    dim: int = 384
+    depth: int = 12
+    heads: int = 6
+    mlp_dim: int = 768
+    dropout: float = 0.0
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def d16_512(cls) -> "RefinerConfig":
+        """RestoreVAR's released refiner (22,967,616 parameters)."""
+        return cls()
+
+    @classmethod
+    def for_prior(cls, latent_side: int, num_tokens: int, z_channels: int, prior_width: int,
+                  **sizes: Any) -> "RefinerConfig":
+        """A refiner sized for a given tokenizer/prior pair; ``sizes`` override dim/depth/heads/mlp_dim."""
+        return cls(seq_len=latent_side * latent_side, seq_len_cond=num_tokens, in_dim=z_channels,
+                   in_dim_cond=prior_width, out_dim=z_channels, **sizes)
+
+    @classmethod
+    def tiny(cls) -> "RefinerConfig":
+        """The reference parity size (64x64 images, prior width 128, L = 30)."""
+        return cls(seq_len=16, seq_len_cond=30, in_dim=32, in_dim_cond=128, out_dim=32, dim=64, depth=2,
+                   heads=2, mlp_dim=128)
+
+
+def _heads(x_BND: torch.Tensor, heads: int) -> torch.Tensor:
+    B, N, D = x_BND.shape
+    return x_BND.view(B, N, heads, D // heads).transpose(1, 2)
+
+
+def _merge(x_BHNd: torch.Tensor) -> torch.Tensor:
+    B, H, N, d = x_BHNd.shape
+    return x_BHNd.transpose(1, 2).reshape(B, N, H * d)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.to_qkv = nn.Linear(dim, 3 * dim, bias=False)
+        # the reference drops the output projection for a single full-width head
+        self.to_out = nn.Sequential(nn.Linear(dim, dim), nn.Dropout(dropout)) if heads > 1 else nn.Identity()
+        self.dropout = dropout
+
+    def forward(self, x_BND: torch.Tensor) -> torch.Tensor:
+        q, k, v = (_heads(t, self.heads) for t in self.to_qkv(self.norm(x_BND)).chunk(3, dim=-1))
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.to_out(_merge(out))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        # indices 0..5 match the reference's Sequential (LayerNorm, Linear, GELU, Dropout, Linear, Dropout)
+        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, dim), nn.Dropout(dropout))
+
+    def forward(self, x_BND: torch.Tensor) -> torch.Tensor:
+        return self.net(x_BND)
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_kv = nn.Linear(dim, 2 * dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x_BND: torch.Tensor, cond_BMD: torch.Tensor) -> torch.Tensor:
+        q = _heads(self.to_q(self.norm_q(x_BND)), self.heads)
+        k, v = (_heads(t, self.heads) for t in self.to_kv(self.norm_kv(cond_BMD)).chunk(2, dim=-1))
+        return self.to_out(_merge(F.scaled_dot_product_attention(q, k, v)))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: RefinerConfig) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.layers = nn.ModuleList([
+            nn.ModuleList([SelfAttention(cfg.dim, cfg.heads, cfg.dropout),
+                           FeedForward(cfg.dim, cfg.mlp_dim, cfg.dropout),
+                           CrossAttention(cfg.dim, cfg.heads)])
+            for _ in range(cfg.depth)
+        ])
+
+    def forward(self, x_BND: torch.Tensor, cond_BMD: torch.Tensor) -> torch.Tensor:
+        for attn, ffn, cross in self.layers:
+            x_BND = x_BND + attn(x_BND)
+            x_BND = x_BND + ffn(x_BND)
+            x_BND = x_BND + cross(x_BND, cond_BMD)
+        return self.norm(x_BND)
+
+
+class LatentRefiner(nn.Module):
+    """f_hat tokens (B, N, Cv) + prior hidden states (B, M, C) -> refined latent tokens (B, N, Cv).
+
+    Args:
+        config: sizes, see :class:`RefinerConfig`.
+    """
+
+    def __init__(self, config: RefinerConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        # 1. input normalisation and projections
+        self.norm_in = nn.LayerNorm(cfg.in_dim)
+        self.norm_in_cond = nn.LayerNorm(cfg.in_dim_cond)
+        self.proj_in = nn.Linear(cfg.in_dim, cfg.dim, bias=False)
+        self.proj_in_cond = nn.Linear(cfg.in_dim_cond, cfg.dim, bias=False)
+        # 2. learned positions for both sequences
+        self.pos_embedding = nn.Parameter(torch.zeros(1, cfg.seq_len, cfg.dim))
+        self.pos_embedding_cond = nn.Parameter(torch.zeros(1, cfg.seq_len_cond, cfg.dim))
+        # 3. body and output projection
+        self.transformer = Transformer(cfg)
+        self.proj_out = nn.Linear(cfg.dim, cfg.out_dim, bias=False)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        nn.init.trunc_normal_(self.pos_embedding, std=0.02)
+        nn.init.trunc_normal_(self.pos_embedding_cond, std=0.02)
+        # start as the identity map: the residual begins at zero and grows with training
+        nn.init.zeros_(self.proj_out.weight)
+
+    def forward(self, f_hat_BNC: torch.Tensor, last_block_BMC: torch.Tensor) -> torch.Tensor:
+        N, M = f_hat_BNC.shape[1], last_block_BMC.shape[1]
+        if N != self.config.seq_len or M > self.config.seq_len_cond:
+            raise ValueError(f"refiner built for {self.config.seq_len} latent tokens and up to "
+                             f"{self.config.seq_len_cond} condition tokens, got {N} and {M}")
+        x = self.proj_in(self.norm_in(f_hat_BNC)) + self.pos_embedding[:, :N]
+        cond = self.proj_in_cond(self.norm_in_cond(last_block_BMC)) + self.pos_embedding_cond[:, :M]
+        return f_hat_BNC + self.proj_out(self.transformer(x, cond))

@@ -1,0 +1,55 @@
+"""The end-to-end RestoreVAR restorer: tokenizer -> prior (greedy, KV cache) -> refiner -> decoder.
+
+Paper: RestoreVAR (Rajagopalan, Narayan, Patel; arXiv 2505.18047), figure 2. Reference code:
+sudraj2002/RestoreVAR ``models/var.py`` (``autoregressive_infer_cfg``).
+
+Images are (B, 3, H, W) in [-1, 1] at the tokenizer's native size; :mod:`rvar.inference` handles other sizes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from rvar.nn.prior import PriorConfig, RestoreVARPrior
+from rvar.nn.refiner import LatentRefiner, RefinerConfig
+from rvar.nn.tokenizer import VQVAE, TokenizerConfig
+
+
+@dataclass
+class RestoreOutput:
+    image: torch.Tensor  # (B, 3, H, W) in [-1, 1]
+    f_hat: torch.Tensor  # (B, Cv, h, w) quantised latent from the prior
+    f_refined: torch.Tensor  # (B, Cv, h, w) continuous latent after the refiner (== f_hat without one)
+
+
+class Restorer(nn.Module):
+    """Holds the three networks; ``refiner`` may be None (a prior-only stage)."""
+
+    def __init__(self, tokenizer: TokenizerConfig, prior: PriorConfig, refiner: Optional[RefinerConfig] = None) -> None:
+        super().__init__()
+        if tuple(tokenizer.patch_nums) != tuple(prior.patch_nums):
+            raise ValueError(f"tokenizer patch_nums {tokenizer.patch_nums} != prior patch_nums {prior.patch_nums}")
+        self.tokenizer = VQVAE(tokenizer)
+        self.prior = RestoreVARPrior(prior)
+        self.refiner = LatentRefiner(refiner) if refiner is not None else None
+
+    @property
+    def image_size(self) -> int:
+        return self.tokenizer.image_size
+
+    @torch.no_grad()
+    def restore(self, degraded_B3HW: torch.Tensor, top_k: int = 0, top_p: float = 0.0, temperature: float = 1.0,
+                generator: Optional[torch.Generator] = None, use_cache: bool = True) -> RestoreOutput:
+        cond = self.tokenizer.encode_condition(degraded_B3HW)
+        out = self.prior.sample(cond, self.tokenizer.quantize, top_k, top_p, temperature, generator, use_cache)
+        f_hat = out.f_hat
+        if self.refiner is None:
+            f_ref = f_hat
+        else:
+            B, C, h, w = f_hat.shape
+            tokens = self.refiner(f_hat.flatten(2).transpose(1, 2).float(), out.last_block.float())
+            f_ref = tokens.transpose(1, 2).reshape(B, C, h, w)
+        return RestoreOutput(self.tokenizer.decode(f_ref.float()), f_hat, f_ref)
