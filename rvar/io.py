@@ -243,7 +243,9 @@ def save_grid(path: str | os.PathLike, rows: Sequence[Sequence[Optional[torch.Te
             if tensor is None:
                 continue
             thumb = Image.fromarray(to_uint8_hwc(tensor))
-            thumb.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+            scale = cell / max(thumb.width, thumb.height)  # small images are enlarged too
+            thumb = thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))),
+                                 Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST)
             left = pad + c * (cell + pad)
             sheet.paste(thumb, (left + (cell - thumb.width) // 2, top + (cell - thumb.height) // 2))
         if row_labels:

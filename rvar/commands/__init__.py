@@ -1,0 +1,12 @@
+"""The extra ``rvar`` subcommands, one module each.
+
+Adding a command is one line here: ``"name": "module.path"``. The module exposes ``HELP`` (one line),
+``DESCRIPTION`` (a paragraph with an example), ``add_arguments(parser)`` and ``run(args) -> int``.
+``fit``, ``validate``, ``test`` and ``predict`` are not here: they go to LightningCLI (:mod:`rvar.cli`).
+"""
+from typing import Dict
+
+COMMANDS: Dict[str, str] = {
+    "plugins": "rvar.commands.plugins",
+    "degrade": "rvar.commands.degrade",
+}

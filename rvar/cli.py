@@ -1,0 +1,178 @@
+"""The ``rvar`` command: LightningCLI for fit/validate/test/predict, plus the extra subcommands.
+
+Extra subcommands live one per module in :mod:`rvar.commands` (see ``COMMANDS`` there). Every user error
+(:class:`~rvar.errors.UserError`, a bad or missing YAML config, a bad argument) ends as one line
+``rvar: error: ...`` on stderr and exit status 2; set ``RVAR_DEBUG=1`` to see the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import rvar
+from rvar.commands import COMMANDS
+from rvar.errors import UserError
+
+LIGHTNING_COMMANDS: Dict[str, str] = {
+    "fit": "train a model (LightningCLI; config: lightning_config.yaml + --config FILE ...)",
+    "validate": "run one validation epoch on a model (LightningCLI)",
+    "test": "evaluate a model on the test sets (LightningCLI)",
+    "predict": "run a model's predict step over the test sources (LightningCLI)",
+}
+DEFAULT_CONFIG = Path(rvar.__file__).resolve().parents[1] / "lightning_config.yaml"
+EXAMPLES = """examples:
+  rvar degrade photos/ --degradations rain,haze -o outputs/degraded
+  rvar fit --config experiments/tiny/tokenizer.yaml --trainer.max_epochs 1
+  rvar plugins --kind degradations"""
+
+
+def _lightning_cli_class():
+    """Build :class:`RVARCLI` lazily: importing Lightning costs seconds, the extra commands need not pay it."""
+    from lightning.pytorch import LightningModule
+    from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+    class TolerantSaveConfigCallback(SaveConfigCallback):
+        """Saves ``config.yaml`` into the log folder when there is one; with no log folder (an MLflow-only
+        logger, or no logger) it skips the file instead of failing, and still calls :meth:`save_config`."""
+
+        def setup(self, trainer, pl_module, stage: str) -> None:
+            if self.save_to_log_dir and trainer.log_dir is None:
+                self.save_to_log_dir = False
+            super().setup(trainer, pl_module, stage)
+
+    class RVARCLI(LightningCLI):
+        """LightningCLI with rvar's defaults: any LightningModule / LightningDataModule by ``class_path``,
+        ``lightning_config.yaml`` as the default config file, ``seed_everything: 0``, tolerant config saving."""
+
+        def __init__(self, args: Optional[List[str]] = None, run: bool = True, **kwargs: Any) -> None:
+            defaults = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []
+            parser_kwargs: Dict[str, Any] = {"exit_on_error": False}
+            parser_kwargs.update({name: {"default_config_files": defaults, "exit_on_error": False}
+                                  for name in LIGHTNING_COMMANDS})
+            options: Dict[str, Any] = dict(
+                model_class=LightningModule, subclass_mode_model=True, subclass_mode_data=True,
+                save_config_callback=TolerantSaveConfigCallback, save_config_kwargs={"overwrite": True},
+                seed_everything_default=0, parser_kwargs=parser_kwargs,
+            )
+            options.update(kwargs)
+            super().__init__(args=args, run=run, **options)
+
+    return RVARCLI, TolerantSaveConfigCallback
+
+
+def __getattr__(name: str):  # `from rvar.cli import RVARCLI` works without importing Lightning up front
+    if name == "RVARCLI":
+        return _lightning_cli_class()[0]
+    if name == "TolerantSaveConfigCallback":
+        return _lightning_cli_class()[1]
+    raise AttributeError(name)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is a one-line UserError."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message}")
+
+
+def usage() -> str:
+    """The text of ``rvar --help``: every subcommand with one line, then examples."""
+    lines = ["usage: rvar COMMAND [options]   (rvar COMMAND --help for details)", "", "commands:"]
+    for name, text in LIGHTNING_COMMANDS.items():
+        lines.append(f"  {name:<18} {text}")
+    for name, module_path in COMMANDS.items():
+        try:
+            text = importlib.import_module(module_path).HELP
+        except Exception as exc:  # noqa: BLE001 - one broken command must not hide the others
+            text = f"(unavailable: {type(exc).__name__}: {exc})"
+        lines.append(f"  {name:<18} {text}")
+    lines += ["", EXAMPLES, "", "Errors are one line; set RVAR_DEBUG=1 for a traceback."]
+    return "\n".join(lines)
+
+
+def _config_paths(args: Sequence[str]) -> List[str]:
+    paths, items = [], list(args)
+    for position, item in enumerate(items):
+        if item in ("--config", "-c") and position + 1 < len(items):
+            paths.append(items[position + 1])
+        elif item.startswith("--config="):
+            paths.append(item.split("=", 1)[1])
+    return paths
+
+
+def check_config_files(args: Sequence[str]) -> None:
+    """Fail early, on one line, for a ``--config`` file that is missing, not YAML, or not a mapping."""
+    import yaml
+
+    for value in _config_paths(args):
+        if "\n" in value or value.lstrip().startswith("{"):
+            continue  # an inline YAML string, which jsonargparse also accepts
+        path = Path(value)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            content = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise UserError(f"{path}: invalid YAML{at}: {problem}") from None
+        if content is not None and not isinstance(content, dict):
+            raise UserError(f"{path}: a config file must be a YAML mapping (key: value), got {type(content).__name__}")
+
+
+def _run_extra(name: str, argv: List[str]) -> int:
+    module = importlib.import_module(COMMANDS[name])
+    parser = _Parser(prog=f"rvar {name}", description=module.DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(argv)) or 0)
+
+
+def _run_lightning(argv: List[str], from_sys_argv: bool) -> int:
+    from jsonargparse import ArgumentError
+
+    check_config_files(argv[1:])
+    cli_class, _ = _lightning_cli_class()
+    try:
+        cli_class(args=None if from_sys_argv else argv)  # None: LightningCLI reads sys.argv itself
+    except ArgumentError as exc:
+        text = " ".join(str(exc).split()) or "invalid arguments"
+        raise UserError(f"rvar {argv[0]}: {text[:400]}") from exc
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``rvar``; returns the exit status (0 fine, 1 some inputs failed, 2 user error)."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    from_sys_argv = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print(usage())
+            return 0
+        if argv[0] == "--version":
+            print(f"rvar {rvar.__version__}")
+            return 0
+        if argv[0] in COMMANDS:
+            return _run_extra(argv[0], argv[1:])
+        if argv[0] in LIGHTNING_COMMANDS:
+            return _run_lightning(argv, from_sys_argv)
+        raise UserError(f"unknown command {argv[0]!r}; commands: "
+                        + ", ".join([*LIGHTNING_COMMANDS, *COMMANDS]) + " (see rvar --help)")
+    except UserError as exc:
+        if os.environ.get("RVAR_DEBUG"):
+            traceback.print_exc()
+        message = " ".join(str(exc).split())  # always one line
+        print(f"rvar: error: {message}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help of a subcommand, or a library that exits by itself
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except KeyboardInterrupt:
+        print("rvar: interrupted", file=sys.stderr)
+        return 130
