@@ -9,4 +9,7 @@ from typing import Dict
 COMMANDS: Dict[str, str] = {
     "plugins": "rvar.commands.plugins",
     "degrade": "rvar.commands.degrade",
+    "import-checkpoint": "rvar.commands.import_checkpoint",
+    "reconstruct": "rvar.commands.reconstruct",
+    "restore": "rvar.commands.restore",
 }

@@ -1,0 +1,209 @@
+"""Running restorers and tokenizers on real images of any size.
+
+Size policy (``--size-policy``):
+
+* an image at the model's native size (``N x N``) is processed as is;
+* ``tile`` (default): the image is padded (reflect, or replicate when it is smaller than the pad) to at
+  least ``N`` on each side, cut into overlapping ``N x N`` tiles (overlap ``N/4``), each tile is processed and
+  the results are blended with a linear ramp across the overlaps, then cropped back to the input's size.
+  Detail is kept at any size; cost grows with the area.
+* ``resize``: bicubic (anti-aliased) resize to ``N x N``, process, resize back. One pass, loses detail.
+
+Models are callables on (B, 3, N, N) tensors in [0, 1] returning the same shape.
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from rvar.errors import CheckpointError, UserError
+
+ImageFn = Callable[[torch.Tensor], torch.Tensor]
+SIZE_POLICIES = ("tile", "resize")
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 dot products (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_supports_bf16()
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if precision == "bf16" and not native:
+        warnings.warn(f"{device.type} has no native bf16: bf16 autocast will be slow", stacklevel=2)
+    return precision
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
+    return device
+
+
+# ---- tiling ----------------------------------------------------------------------------------------------
+def _starts(length: int, tile: int, stride: int) -> List[int]:
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def _ramp(tile: int, overlap: int) -> torch.Tensor:
+    """1D blending weights: rises linearly over ``overlap`` pixels at both ends, never zero."""
+    w = torch.ones(tile)
+    if overlap > 0:
+        edge = (torch.arange(overlap, dtype=torch.float32) + 1) / (overlap + 1)
+        w[:overlap], w[-overlap:] = edge, edge.flip(0)
+    return w
+
+
+def run_tiled(fn: ImageFn, img_3HW: torch.Tensor, native: int, batch_size: int = 4,
+              overlap: Optional[int] = None) -> torch.Tensor:
+    """Apply ``fn`` to overlapping native-size tiles of one image and blend; output has the input's size."""
+    _, H, W = img_3HW.shape
+    if (H, W) == (native, native):
+        return fn(img_3HW[None])[0]
+    overlap = native // 4 if overlap is None else overlap
+    pad_h, pad_w = max(native - H, 0), max(native - W, 0)
+    x = img_3HW[None]
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < H and pad_w < W else "replicate"
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    _, _, Hp, Wp = x.shape
+    stride = max(native - overlap, 1)
+    boxes = [(y, x0) for y in _starts(Hp, native, stride) for x0 in _starts(Wp, native, stride)]
+    weight_hw = _ramp(native, overlap)[:, None] * _ramp(native, overlap)[None, :]
+    acc = torch.zeros(3, Hp, Wp)
+    wsum = torch.zeros(1, Hp, Wp)
+    for i in range(0, len(boxes), batch_size):
+        chunk = boxes[i:i + batch_size]
+        tiles = torch.stack([x[0, :, y:y + native, x0:x0 + native] for y, x0 in chunk])
+        out = fn(tiles).float().cpu()
+        for (y, x0), tile in zip(chunk, out):
+            acc[:, y:y + native, x0:x0 + native] += tile * weight_hw
+            wsum[:, y:y + native, x0:x0 + native] += weight_hw
+    return (acc / wsum)[:, :H, :W]
+
+
+def run_resized(fn: ImageFn, img_3HW: torch.Tensor, native: int) -> torch.Tensor:
+    _, H, W = img_3HW.shape
+    if (H, W) == (native, native):
+        return fn(img_3HW[None])[0]
+    small = F.interpolate(img_3HW[None], size=(native, native), mode="bicubic", antialias=True, align_corners=False)
+    out = fn(small.clamp(0, 1)).float().cpu()
+    return F.interpolate(out, size=(H, W), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+
+
+def apply_any_size(fn: ImageFn, img_3HW: torch.Tensor, native: Optional[int], policy: str = "tile",
+                   batch_size: int = 4) -> torch.Tensor:
+    """Run ``fn`` on one image of any size under ``policy``; ``native`` None means fully convolutional."""
+    if native is None:
+        _, H, W = img_3HW.shape
+        pad_h, pad_w = (-H) % 16, (-W) % 16  # pixel-space baselines downsample by up to 16
+        x = F.pad(img_3HW[None], (0, pad_w, 0, pad_h), mode="replicate")
+        return fn(x)[0, :, :H, :W].float().cpu()
+    if policy == "tile":
+        return run_tiled(fn, img_3HW, native, batch_size)
+    if policy == "resize":
+        return run_resized(fn, img_3HW, native)
+    raise UserError(f"unknown size policy {policy!r}; choose one of {', '.join(SIZE_POLICIES)}")
+
+
+# ---- models from checkpoints -----------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    """A model ready for :func:`apply_any_size`."""
+
+    fn: ImageFn  # (B, 3, N, N) in [0, 1] -> same
+    native: Optional[int]  # native side in pixels, None for fully convolutional models
+    kind: str
+    description: str
+    module: torch.nn.Module
+
+
+def load_restoration_model(path: str, device: torch.device, precision: str = "fp32",
+                           steps: Optional[int] = None) -> LoadedModel:
+    """Any checkpoint ``rvar restore`` accepts: a restorer (or prior-only) checkpoint, or a baseline's."""
+    from rvar.nn.checkpoints import build_restorer, load_checkpoint
+
+    ckpt = load_checkpoint(path, kinds=("restorer", "prior", "baseline", "tokenizer"))
+    if ckpt["kind"] == "tokenizer":
+        raise CheckpointError(f"{path}: is a tokenizer checkpoint, not a restorer; use `rvar reconstruct` with it, "
+                              "or train the prior and refiner stages")
+    if ckpt["kind"] == "baseline":
+        from rvar_plugins.baselines.loading import load_baseline
+
+        module = load_baseline(ckpt, str(path)).to(device).eval()
+
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode(), autocast(precision, device):
+                return module.restore_images(x.to(device), steps=steps).float().clamp(0, 1)
+
+        name = ckpt["configs"]["baseline"]["name"]
+        return LoadedModel(fn, getattr(module, "native_size", None), "baseline", f"baseline {name}", module)
+    restorer = build_restorer(ckpt, str(path)).to(device)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast(precision, device):
+            out = restorer.restore(x.to(device) * 2 - 1).image
+        return ((out.float() + 1) / 2).clamp(0, 1)
+
+    what = "RestoreVAR" + ("" if restorer.refiner is not None else " (no refiner)")
+    return LoadedModel(fn, restorer.image_size, ckpt["kind"], what, restorer)
+
+
+def load_tokenizer_model(path: str, device: torch.device, precision: str = "fp32") -> LoadedModel:
+    """The tokenizer round trip of any checkpoint that holds a tokenizer."""
+    from rvar.nn.checkpoints import build_tokenizer, load_checkpoint
+
+    ckpt = load_checkpoint(path, kinds=("tokenizer", "prior", "restorer", "baseline"))
+    vae = build_tokenizer(ckpt, str(path)).to(device)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast(precision, device):
+            out = vae.reconstruct(x.to(device) * 2 - 1)
+        return ((out.float() + 1) / 2).clamp(0, 1)
+
+    return LoadedModel(fn, vae.image_size, "tokenizer", "tokenizer", vae)
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def tiles_for(height: int, width: int, native: int) -> int:
+    """How many tiles the ``tile`` policy uses for an image (for progress estimates)."""
+    stride = native - native // 4
+    return len(_starts(max(height, native), native, stride)) * len(_starts(max(width, native), native, stride))
+
+
+__all__ = ["apply_any_size", "run_tiled", "run_resized", "load_restoration_model", "load_tokenizer_model",
+           "LoadedModel", "resolve_device", "resolve_precision", "autocast", "cpu_supports_bf16",
+           "count_parameters", "tiles_for", "SIZE_POLICIES", "PRECISIONS"]
