@@ -34,16 +34,14 @@ EXAMPLES = """examples:
 def _lightning_cli_class():
     """Build :class:`RVARCLI` lazily: importing Lightning costs seconds, the extra commands need not pay it."""
     from lightning.pytorch import LightningModule
-    from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+    from lightning.pytorch.cli import LightningCLI
 
-    class TolerantSaveConfigCallback(SaveConfigCallback):
+    from rvar.lit.tracking import MLflowSaveConfigCallback, continue_run_from_checkpoint
+
+    class TolerantSaveConfigCallback(MLflowSaveConfigCallback):
         """Saves ``config.yaml`` into the log folder when there is one; with no log folder (an MLflow-only
-        logger, or no logger) it skips the file instead of failing, and still calls :meth:`save_config`."""
-
-        def setup(self, trainer, pl_module, stage: str) -> None:
-            if self.save_to_log_dir and trainer.log_dir is None:
-                self.save_to_log_dir = False
-            super().setup(trainer, pl_module, stage)
+        logger, or no logger) it skips the file instead of failing; logs the config to MLflow runs
+        (see :class:`rvar.lit.tracking.MLflowSaveConfigCallback`)."""
 
     class RVARCLI(LightningCLI):
         """LightningCLI with rvar's defaults: any LightningModule / LightningDataModule by ``class_path``,
@@ -61,6 +59,10 @@ def _lightning_cli_class():
             )
             options.update(kwargs)
             super().__init__(args=args, run=run, **options)
+
+        def before_fit(self) -> None:
+            """``--ckpt_path``: continue the MLflow run recorded in the checkpoint instead of opening one."""
+            continue_run_from_checkpoint(self.trainer, self.config_init[self.subcommand].get("ckpt_path"))
 
     return RVARCLI, TolerantSaveConfigCallback
 

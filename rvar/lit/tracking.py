@@ -1,0 +1,238 @@
+"""MLflow tracking for every rvar run: a local SQLite store by default, a remote server by URI alone.
+
+* :class:`RVARMLFlowLogger` (the default ``trainer.logger`` of ``lightning_config.yaml``) writes to
+  ``$MLFLOW_TRACKING_URI`` or, when unset, ``sqlite:///mlflow.db`` in the working directory with artifacts under
+  ``./mlruns`` (MLflow 3 refuses the plain file store). When its run is first created it tags it with the
+  rvar git commit and the rvar / torch / lightning / mlflow versions. Parameters that already exist with another
+  value (a resumed run with a longer ``max_steps``) are skipped with one warning instead of failing.
+* :class:`MLflowSaveConfigCallback` (LightningCLI's ``save_config_callback`` in :class:`rvar.cli.RVARCLI`) logs
+  the resolved config as the ``config.yaml`` artifact and its flattened values as parameters, from rank 0, and
+  never asserts on ``trainer.log_dir`` (an MLflow-only logger has none).
+* :func:`mlflow_run_id_from_checkpoint` reads the run id that :class:`rvar.lit.callbacks.ArtifactCheckpoints`
+  stores in every checkpoint, so ``rvar fit ... --ckpt_path last`` continues the same MLflow run.
+
+Only rank 0 writes: Lightning hands the other ranks a dummy experiment.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping, Optional
+
+import lightning.pytorch as pl
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+RUN_ID_KEY = "mlflow_run_id"  # where checkpoints keep the MLflow run id
+
+
+# 1. where runs go ---------------------------------------------------------------------------------------------
+def resolve_tracking_uri(uri: Optional[str] = None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``; relative SQLite paths and plain
+    folders become absolute against the working directory (DDP ranks and later resumes then agree)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).expanduser().resolve())
+    if "://" not in uri and not uri.startswith("databricks"):
+        raise ValueError(f"MLflow tracking URI {uri!r}: a plain folder is MLflow's file store, which MLflow 3 "
+                         f"refuses; use sqlite:///{uri.rstrip('/')}/mlflow.db or a server URL (http://...)")
+    return uri
+
+
+def default_artifact_location(tracking_uri: str) -> Optional[str]:
+    """``./mlruns`` (as a file URI) next to a local SQLite store; None (the server decides) otherwise."""
+    if tracking_uri.startswith("sqlite:"):
+        return (Path.cwd() / "mlruns").resolve().as_uri()
+    return None
+
+
+def git_commit(folder: Path) -> Optional[str]:
+    """The commit checked out in ``folder`` (``+dirty`` with uncommitted changes), or None outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit or None
+
+
+def run_tags() -> Dict[str, str]:
+    """Tags of a new run: the rvar source commit and package versions (computed at fit time, not import)."""
+    import lightning
+    import mlflow
+    import torch
+
+    import rvar
+
+    tags = {"rvar.version": rvar.__version__, "torch.version": torch.__version__,
+            "lightning.version": lightning.__version__, "mlflow.version": mlflow.__version__}
+    commit = git_commit(Path(rvar.__file__).resolve().parents[1])
+    if commit:
+        tags["rvar.git_commit"] = commit
+    return tags
+
+
+# 2. the logger ------------------------------------------------------------------------------------------------
+class RVARMLFlowLogger(MLFlowLogger):
+    """Lightning's ``MLFlowLogger`` with rvar's defaults.
+
+    Args:
+        experiment_name: MLflow experiment (created when missing).
+        run_name: display name of the run; None: MLflow picks one.
+        tracking_uri: None: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db`` in the working directory.
+        tags: extra run tags (the git commit and versions are added).
+        artifact_location: where a *new* experiment keeps artifacts; None: ``./mlruns`` for a SQLite store.
+        run_id: continue this run instead of creating one (``--ckpt_path`` sets it from the checkpoint).
+        log_model: Lightning's checkpoint logging; rvar leaves it off and logs the best and last checkpoints
+            through :class:`rvar.lit.callbacks.ArtifactCheckpoints`.
+        prefix: prefix of every metric name.
+    """
+
+    def __init__(self, experiment_name: str = "rvar", run_name: Optional[str] = None,
+                 tracking_uri: Optional[str] = None, tags: Optional[Dict[str, Any]] = None,
+                 artifact_location: Optional[str] = None, run_id: Optional[str] = None,
+                 log_model: bool = False, prefix: str = "") -> None:
+        tracking_uri = resolve_tracking_uri(tracking_uri)
+        super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri,
+                         tags=dict(tags or {}), save_dir=None, log_model=log_model, prefix=prefix,
+                         artifact_location=artifact_location or default_artifact_location(tracking_uri),
+                         run_id=run_id)
+        self.resumed = run_id is not None
+
+    def resume_run(self, run_id: str) -> None:
+        """Continue ``run_id`` (an existing run) instead of creating a new one; call before the first log."""
+        if self._initialized and self._run_id != run_id:
+            raise RuntimeError(f"MLflow run {self._run_id} is already open; cannot switch to {run_id}")
+        self._run_id, self.resumed = run_id, True
+
+    @property
+    def experiment(self):
+        """The MLflow client; creates (or reopens) the run on first use, on rank 0 only."""
+        if not self._initialized and rank_zero_only.rank == 0:
+            if self._run_id is None:
+                self.tags = {**run_tags(), **(self.tags or {})}
+                return super().experiment
+            client = super().experiment
+            client.update_run(self._run_id, status="RUNNING")  # a killed run was left RUNNING or FAILED
+            return client
+        return super().experiment
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any) -> None:
+        """Log parameters, skipping (one warning) those that already exist with another value."""
+        from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+
+        flat = {key: str(value)[:250] for key, value in _flatten_dict(_convert_params(params)).items()
+                if not key.startswith("_")}  # LightningCLI's private entries (_instantiator, ...)
+        existing = self.experiment.get_run(self.run_id).data.params
+        changed = sorted(k for k, v in flat.items() if k in existing and existing[k] != v)
+        if changed:
+            warnings.warn(f"MLflow run {self.run_id}: keeping the first value of changed parameter(s) "
+                          f"{', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}", stacklevel=2)
+        fresh = {k: v for k, v in flat.items() if k not in existing}
+        if fresh:
+            super().log_hyperparams(fresh)
+
+    @rank_zero_only
+    def log_artifact(self, local_path: str, artifact_path: Optional[str] = None) -> None:
+        """Upload one file to the run's artifacts (under ``artifact_path``)."""
+        self.experiment.log_artifact(self.run_id, str(local_path), artifact_path=artifact_path)
+
+
+def mlflow_loggers(trainer: "pl.Trainer") -> list:
+    """The trainer's MLflow loggers (any ``MLFlowLogger``, rvar's or Lightning's)."""
+    return [logger for logger in trainer.loggers if isinstance(logger, MLFlowLogger)]
+
+
+# 3. the resolved config ---------------------------------------------------------------------------------------
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> Dict[str, str]:
+    """``{"trainer.max_steps": "4", "model.init_args.optimizer.init_args.lr": "0.0001", ...}``."""
+    flat: Dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class MLflowSaveConfigCallback(SaveConfigCallback):
+    """Writes ``config.yaml`` into the log folder when there is one, and logs it to every MLflow run.
+
+    With an MLflow-only logger (no log folder) the file is skipped instead of failing LightningCLI's
+    ``assert log_dir is not None``. On rank 0 :meth:`save_config` uploads the YAML as the ``config.yaml``
+    artifact (``config.resumed.yaml`` for a continued run) and logs the flattened values as parameters
+    (``ckpt_path`` and the like are left out: they change between a run and its resumption).
+    """
+
+    SKIPPED_KEYS: Iterable[str] = ("ckpt_path", "config", "__path__")
+
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        if self.save_to_log_dir and trainer.log_dir is None:
+            self.save_to_log_dir = False
+        super().setup(trainer, pl_module, stage)
+
+    def save_config(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        loggers = mlflow_loggers(trainer)
+        if not loggers:
+            return
+        text = self.parser.dump(self.config, skip_none=False)
+        values = {k: v for k, v in self.config.as_dict().items() if k not in self.SKIPPED_KEYS}
+        params = {k: v for k, v in flatten_config(values).items() if not k.startswith("trainer.callbacks")}
+        with tempfile.TemporaryDirectory() as folder:
+            for logger in loggers:
+                name = "config.resumed.yaml" if getattr(logger, "resumed", False) else "config.yaml"
+                path = Path(folder) / name
+                path.write_text(text)
+                logger.experiment.log_artifact(logger.run_id, str(path))
+                logger.log_hyperparams(params)
+
+
+# 4. resuming the same run -------------------------------------------------------------------------------------
+def mlflow_run_id_from_checkpoint(path: str | os.PathLike) -> Optional[str]:
+    """The MLflow run id stored in a Lightning checkpoint (memory-mapped: big checkpoints load lazily)."""
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception:  # noqa: BLE001 - a checkpoint Lightning cannot read either fails later, with its message
+        return None
+    run_id = checkpoint.get(RUN_ID_KEY) if isinstance(checkpoint, dict) else None
+    return str(run_id) if run_id else None
+
+
+def continue_run_from_checkpoint(trainer: "pl.Trainer", ckpt_path: Optional[str]) -> Optional[str]:
+    """Point the trainer's rvar MLflow loggers at the run recorded in ``ckpt_path`` (``"last"`` is resolved
+    like Lightning does: the newest ``last*.ckpt`` of the checkpoint callbacks). Returns the run id or None."""
+    if not ckpt_path or ckpt_path in ("best", "hpc", "registry"):
+        return None
+    if ckpt_path == "last":
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        candidates = set()
+        for callback in trainer.checkpoint_callbacks:
+            if hasattr(callback, "resolve_dirpath"):
+                callback.resolve_dirpath(trainer)  # rvar's: checkpoints/ under default_root_dir
+            # a ModelCheckpoint without a dirpath would ask the logger for its run (creating one): skip it
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is not None:
+                candidates |= callback._find_last_checkpoints(trainer)
+        existing = [Path(p) for p in candidates if Path(p).is_file()]
+        if not existing:
+            return None
+        ckpt_path = str(max(existing, key=lambda p: p.stat().st_mtime))
+    if not Path(ckpt_path).is_file():
+        return None
+    run_id = mlflow_run_id_from_checkpoint(ckpt_path)
+    if run_id:
+        for logger in trainer.loggers:
+            if isinstance(logger, RVARMLFlowLogger):
+                logger.resume_run(run_id)
+    return run_id
