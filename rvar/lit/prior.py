@@ -1,0 +1,111 @@
+"""``PriorModule``: train RestoreVAR's prior to predict the clean image's tokens from the degraded latent.
+
+Paper: RestoreVAR (Rajagopalan, Narayan, Patel; arXiv 2505.18047), section 3.2; reference code
+sudraj2002/RestoreVAR ``trainer.py``. Teacher forcing over all scales: the frozen tokenizer gives the clean
+image's multi-scale indices and the degraded image's condition latent; the prior is trained with
+cross-entropy on every token. Validation restores greedily (KV-cached next-scale sampling) and decodes.
+
+Shapes: B batch, L tokens of all scales, V vocabulary, S condition tokens, Cv latent channels.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+
+from rvar.errors import UserError
+from rvar.lit.base import RVARModule, restorevar_adamw, to_signed, to_unit
+from rvar.nn.checkpoints import build_tokenizer, load_checkpoint, load_strict, sub_state_dict
+from rvar.nn.prior import PriorConfig, RestoreVARPrior
+from rvar.nn.tokenizer import VQVAE
+
+
+def check_prior_fits(prior: PriorConfig, tokenizer: VQVAE, source: str) -> None:
+    """UserError naming both sides when the prior's token geometry differs from the tokenizer's."""
+    t = tokenizer.config
+    pairs = {"patch_nums": (tuple(prior.patch_nums), tuple(t.patch_nums)),
+             "vocab_size": (prior.vocab_size, t.vocab_size), "z_channels": (prior.z_channels, t.z_channels)}
+    diffs = [f"{name} {a} (prior) vs {b} (tokenizer {source})" for name, (a, b) in pairs.items() if a != b]
+    if diffs:
+        raise UserError("the prior does not fit the tokenizer: " + "; ".join(diffs))
+
+
+class PriorModule(RVARModule):
+    """The prior stage.
+
+    Args:
+        tokenizer_ckpt: rvar checkpoint holding the tokenizer (frozen); None: the one inside ``init_from``.
+        prior: prior sizes (``PriorConfig`` fields); None: those of ``init_from``.
+        init_from: an rvar ``prior``/``restorer`` checkpoint to start from (e.g. ``rvar import-checkpoint``'s).
+        label_smoothing: cross-entropy label smoothing.
+        optimizer: default :func:`~rvar.lit.base.restorevar_adamw` (AdamW 1e-4, betas 0.9/0.95, wd 0.05).
+        val_max_batches: validation batches that are also restored by sampling (the costly part); the
+            teacher-forced ``val/loss`` covers every batch. None: all.
+        grid_images: samples in the degraded | restored | clean grid per validation epoch.
+    """
+
+    checkpoint_kind = "prior"
+
+    def __init__(self, tokenizer_ckpt: Optional[str] = None, prior: Optional[PriorConfig] = None,
+                 init_from: Optional[str] = None, label_smoothing: float = 0.0,
+                 optimizer: OptimizerCallable = restorevar_adamw, val_max_batches: Optional[int] = 4,
+                 grid_images: int = 4) -> None:
+        super().__init__(grid_images)
+        prior = PriorConfig(**prior) if isinstance(prior, dict) else prior
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.optimizer, self.label_smoothing, self.val_max_batches = optimizer, label_smoothing, val_max_batches
+        self.tokenizer_ckpt, self.init_from = tokenizer_ckpt, init_from
+        init = load_checkpoint(init_from, kinds=("prior", "restorer")) if init_from else None
+        # 1. the frozen tokenizer
+        if tokenizer_ckpt is None and init is None:
+            raise UserError("PriorModule: give `tokenizer_ckpt` or an `init_from` checkpoint that holds a tokenizer")
+        source = tokenizer_ckpt or init_from
+        self.tokenizer = build_tokenizer(init if tokenizer_ckpt is None else load_checkpoint(tokenizer_ckpt), source)
+        self.freeze_submodule("tokenizer")
+        # 2. the prior, checked against the tokenizer, optionally from a checkpoint
+        if prior is None:
+            if init is None:
+                raise UserError("PriorModule: give `prior` (sizes) or `init_from` (a prior checkpoint)")
+            prior = PriorConfig(**init["configs"]["prior"])
+        check_prior_fits(prior, self.tokenizer, source)
+        self.prior = RestoreVARPrior(prior)
+        if init is not None:
+            load_strict(self.prior, sub_state_dict(init["state_dict"], "prior."), init_from)
+
+    # ---- steps --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def tokenize(self, batch: Dict[str, Any]):
+        """(teacher-forcing input (B, L-1, Cv), targets (B, L), condition (B, S, Cv))."""
+        idx_Bl = self.tokenizer.img_to_indices(to_signed(batch["clean"]))
+        x_BLCv = self.tokenizer.quantize.teacher_forcing_input(idx_Bl)
+        cond_BSCv = self.tokenizer.encode_condition(to_signed(batch["degraded"]))
+        return x_BLCv, torch.cat(idx_Bl, dim=1), cond_BSCv
+
+    def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> torch.Tensor:
+        x_BLCv, target_BL, cond_BSCv = self.tokenize(batch)
+        logits_BLV = self.prior(x_BLCv, cond_BSCv)
+        loss = F.cross_entropy(logits_BLV.flatten(0, 1), target_BL.flatten(), label_smoothing=self.label_smoothing)
+        accuracy = (logits_BLV.argmax(-1) == target_BL).float().mean()
+        B = target_BL.shape[0]
+        self.log_metric("loss", loss, B, stage, prog_bar=True)
+        self.log_metric("accuracy", accuracy, B, stage)
+        if stage != "train" and (self.val_max_batches is None or batch_idx < self.val_max_batches):
+            self._restore_and_log(batch, cond_BSCv, stage, batch_idx)
+        return loss
+
+    @torch.no_grad()
+    def _restore_and_log(self, batch: Dict[str, Any], cond_BSCv: torch.Tensor, stage: str, batch_idx: int) -> None:
+        out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy
+        restored01 = to_unit(self.tokenizer.decode(out.f_hat.float()))
+        self.log_restoration(stage, restored01, batch["clean"], list(batch["degradation"]))
+        if batch_idx == 0:
+            self.log_grid(f"{stage}_restored", [batch["degraded"], restored01, batch["clean"]],
+                          ["degraded", "restored", "clean"])
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+    def rvar_payload(self):
+        configs = {"tokenizer": self.tokenizer.config.to_dict(), "prior": self.prior.config.to_dict()}
+        meta = {"stage": "prior", "tokenizer_ckpt": self.tokenizer_ckpt, "init_from": self.init_from}
+        return "prior", configs, meta

@@ -1,0 +1,98 @@
+"""``RefinerModule``: train RestoreVAR's latent refiner on the frozen prior's greedy restorations.
+
+Paper: RestoreVAR (Rajagopalan, Narayan, Patel; arXiv 2505.18047), section 3.3; reference code
+sudraj2002/RestoreVAR ``models/vae_refiner_rope.py``. The tokenizer and the prior are frozen: the prior
+samples the quantised latent f_hat of the degraded image (greedy, no gradient) and the refiner learns, with
+an L1 loss, to move it to the clean image's continuous latent ``quant_conv(encoder(clean))``.
+
+Shapes: B batch, N latent tokens (h*w), M prior tokens (L), Cv latent channels, h/w latent side.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from lightning.pytorch.cli import OptimizerCallable
+
+from rvar.lit.base import RVARModule, restorevar_adamw, to_signed, to_unit
+from rvar.nn.checkpoints import build_restorer, load_checkpoint
+from rvar.nn.refiner import LatentRefiner, RefinerConfig
+
+
+class RefinerModule(RVARModule):
+    """The refiner stage; its checkpoint (kind ``restorer``) is what ``rvar restore`` consumes.
+
+    Args:
+        prior_ckpt: rvar ``prior`` or ``restorer`` checkpoint (tokenizer + prior, both frozen here).
+        refiner_dim / refiner_depth / refiner_heads / refiner_mlp_dim: refiner sizes; its sequence lengths and
+            input widths follow the tokenizer and prior (:meth:`RefinerConfig.for_prior`). The defaults are
+            RestoreVAR's released refiner.
+        optimizer: default :func:`~rvar.lit.base.restorevar_adamw`.
+        val_max_batches: validation batches to evaluate (each one samples the prior); None: all.
+        grid_images: samples in the degraded | prior only | refined | clean grid per validation epoch.
+    """
+
+    checkpoint_kind = "restorer"
+
+    def __init__(self, prior_ckpt: str, refiner_dim: int = 384, refiner_depth: int = 12, refiner_heads: int = 6,
+                 refiner_mlp_dim: int = 768, optimizer: OptimizerCallable = restorevar_adamw,
+                 val_max_batches: Optional[int] = None, grid_images: int = 4) -> None:
+        super().__init__(grid_images)
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.prior_ckpt, self.optimizer, self.val_max_batches = prior_ckpt, optimizer, val_max_batches
+        # 1. frozen tokenizer and prior
+        restorer = build_restorer(load_checkpoint(prior_ckpt, kinds=("prior", "restorer")), prior_ckpt)
+        self.tokenizer, self.prior = restorer.tokenizer, restorer.prior
+        self.freeze_submodule("tokenizer")
+        self.freeze_submodule("prior")
+        # 2. the refiner, sized for them
+        pc = self.prior.config
+        self.refiner = LatentRefiner(RefinerConfig.for_prior(
+            latent_side=pc.patch_nums[-1], num_tokens=pc.num_tokens, z_channels=pc.z_channels,
+            prior_width=pc.embed_dim, dim=refiner_dim, depth=refiner_depth, heads=refiner_heads,
+            mlp_dim=refiner_mlp_dim))
+
+    # ---- steps --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def prior_latents(self, batch: Dict[str, Any]):
+        """(f_hat tokens (B, N, Cv), prior hidden states (B, M, C), clean latent tokens (B, N, Cv), side)."""
+        cond_BSCv = self.tokenizer.encode_condition(to_signed(batch["degraded"]))
+        out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy
+        target_BChw = self.tokenizer.encode_continuous(to_signed(batch["clean"]))
+        side = out.f_hat.shape[-1]
+        return (rearrange(out.f_hat.float(), "b c h w -> b (h w) c"), out.last_block.float(),
+                rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side)
+
+    def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> torch.Tensor:
+        if stage != "train" and self.val_max_batches is not None and batch_idx >= self.val_max_batches:
+            return None
+        f_hat_BNC, last_block_BMC, target_BNC, side = self.prior_latents(batch)
+        refined_BNC = self.refiner(f_hat_BNC, last_block_BMC)
+        loss = F.l1_loss(refined_BNC, target_BNC)
+        B = f_hat_BNC.shape[0]
+        self.log_metric("latent_l1", loss, B, stage, prog_bar=True)
+        if stage != "train":
+            self.log_metric("latent_l1_before", F.l1_loss(f_hat_BNC, target_BNC), B, stage)
+            self._log_images(batch, f_hat_BNC, refined_BNC, side, stage, batch_idx)
+        return loss
+
+    @torch.no_grad()
+    def _log_images(self, batch, f_hat_BNC, refined_BNC, side: int, stage: str, batch_idx: int) -> None:
+        def decode(tokens_BNC):
+            return to_unit(self.tokenizer.decode(rearrange(tokens_BNC, "b (h w) c -> b c h w", h=side, w=side)))
+
+        before01, after01 = decode(f_hat_BNC), decode(refined_BNC)
+        degradations = list(batch["degradation"])
+        self.log_restoration(stage, before01, batch["clean"], degradations, suffix="_before")
+        self.log_restoration(stage, after01, batch["clean"], degradations, suffix="_after")
+        if batch_idx == 0:
+            self.log_grid(f"{stage}_refined", [batch["degraded"], before01, after01, batch["clean"]],
+                          ["degraded", "prior only", "refined", "clean"])
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+    def rvar_payload(self):
+        configs = {"tokenizer": self.tokenizer.config.to_dict(), "prior": self.prior.config.to_dict(),
+                   "refiner": self.refiner.config.to_dict()}
+        return "restorer", configs, {"stage": "refiner", "prior_ckpt": self.prior_ckpt}

@@ -1,0 +1,202 @@
+"""``TokenizerModule``: train VAR's multi-scale VQ tokenizer, or fine-tune its decoder RestoreVAR's way.
+
+Paper: RestoreVAR (Rajagopalan, Narayan, Patel; arXiv 2505.18047), section 3.3 (decoder fine-tuning on
+continuous latents); the tokenizer is VAR's (Tian et al., 2024; FoundationVision/VAR ``models/vqvae.py``).
+
+Two modes:
+
+* ``full``: encoder + quantiser + decoder learn to reconstruct clean images (L1/L2 + VQ loss, optional
+  LPIPS and PatchGAN terms).
+* ``decoder``: encoder and quantiser frozen; the decoder (and ``post_quant_conv``) learns to render the
+  continuous latent ``quant_conv(encoder(clean))``, which is what the latent refiner predicts. Started from a
+  ``prior``/``restorer`` checkpoint, the frozen prior (and refiner) travel along so the result is again a
+  complete restorer with ``meta.decoder = "finetuned"``.
+
+Shapes: B batch, H/W image side, C latent channels, h/w latent side.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+
+from rvar.errors import UserError
+from rvar.lit.base import RVARModule, restorevar_adamw, to_signed, to_unit
+from rvar.lit.gan import PatchDiscriminator, hinge_discriminator_loss, hinge_generator_loss
+from rvar.metrics import psnr_per_image, ssim_per_image
+from rvar.nn.checkpoints import build_restorer, build_tokenizer, load_checkpoint, load_strict, sub_state_dict
+from rvar.nn.tokenizer import VQVAE, TokenizerConfig
+
+MODES = ("full", "decoder")
+
+
+class TokenizerModule(RVARModule):
+    """The tokenizer stage.
+
+    Args:
+        tokenizer: network sizes (``TokenizerConfig`` fields in YAML); None: those of ``init_from``.
+        init_from: an rvar checkpoint (any kind with a tokenizer) to start from.
+        mode: ``full`` or ``decoder`` (see the module docstring).
+        l1_weight / l2_weight: pixel reconstruction terms.
+        vq_weight: codebook + commitment term (``full`` mode only).
+        perceptual_weight: LPIPS term; skipped with one warning when the LPIPS backbone is absent.
+        gan_weight: PatchGAN hinge term (0: off); turning it on switches to manual optimisation with two
+            optimizers (``gradient_clip_val`` must then stay unset).
+        gan_start_step: generator steps before the adversarial term (and discriminator training) start.
+        optimizer: builds the optimizer (and the discriminator's) from parameters; default
+            :func:`~rvar.lit.base.restorevar_adamw`.
+        grid_images: samples in the clean | reconstruction grid logged per validation epoch.
+    """
+
+    def __init__(self, tokenizer: Optional[TokenizerConfig] = None, init_from: Optional[str] = None,
+                 mode: str = "full", l1_weight: float = 1.0, l2_weight: float = 0.0, vq_weight: float = 1.0,
+                 perceptual_weight: float = 0.0, gan_weight: float = 0.0, gan_start_step: int = 0,
+                 optimizer: OptimizerCallable = restorevar_adamw, grid_images: int = 4) -> None:
+        super().__init__(grid_images)
+        tokenizer = TokenizerConfig(**tokenizer) if isinstance(tokenizer, dict) else tokenizer
+        if mode not in MODES:
+            raise UserError(f"TokenizerModule: mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if tokenizer is None and init_from is None:
+            raise UserError("TokenizerModule: give `tokenizer` (sizes) or `init_from` (a checkpoint)")
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.mode, self.init_from, self.optimizer = mode, init_from, optimizer
+        self.l1_weight, self.l2_weight, self.vq_weight = l1_weight, l2_weight, vq_weight
+        self.perceptual_weight, self.gan_weight, self.gan_start_step = perceptual_weight, gan_weight, gan_start_step
+        self.source_kind = "tokenizer"
+        # 1. networks: the tokenizer, plus a frozen prior/refiner when fine-tuning a restorer's decoder
+        self.tokenizer = VQVAE(tokenizer) if tokenizer is not None else None
+        self.prior = self.refiner = None
+        if init_from is not None:
+            self._load_init(init_from)
+        # 2. what trains
+        if mode == "decoder":
+            for name in ("tokenizer.encoder", "tokenizer.quant_conv", "tokenizer.quantize"):
+                self.freeze_submodule(name)
+        for name in ("prior", "refiner"):
+            if getattr(self, name) is not None:
+                self.freeze_submodule(name)
+        # 3. optional adversarial term (manual optimisation: generator and discriminator alternate)
+        self.discriminator = PatchDiscriminator() if gan_weight > 0 else None
+        self.automatic_optimization = self.discriminator is None
+
+    def _load_init(self, path: str) -> None:
+        ckpt = load_checkpoint(path)
+        self.source_kind = ckpt.get("kind", "tokenizer")
+        if self.mode == "decoder" and "prior" in ckpt.get("configs", {}):
+            restorer = build_restorer(ckpt, path)
+            if self.tokenizer is not None:
+                load_strict(self.tokenizer, sub_state_dict(ckpt["state_dict"], "tokenizer."), path)
+            else:
+                self.tokenizer = restorer.tokenizer
+            self.prior, self.refiner = restorer.prior, restorer.refiner
+        elif self.tokenizer is None:
+            self.tokenizer = build_tokenizer(ckpt, path).train()
+        else:
+            if "tokenizer" not in ckpt.get("configs", {}):
+                raise UserError(f"{path}: holds no tokenizer")
+            load_strict(self.tokenizer, sub_state_dict(ckpt["state_dict"], "tokenizer."), path)
+
+    # ---- losses -------------------------------------------------------------------------------------
+    def _reconstruct(self, clean_B3HW: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """Reconstruction in [-1, 1] (unclamped) and the mode's extra outputs."""
+        if self.mode == "decoder":
+            with torch.no_grad():
+                f_BChw = self.tokenizer.encode_continuous(clean_B3HW)
+            return self.tokenizer.decode(f_BChw, clamp=False), {}
+        out = self.tokenizer(clean_B3HW)
+        return out.recon, {"vq_loss": out.vq_loss, "codebook_usage": out.usage.mean(), "perplexity": out.perplexity}
+
+    def _perceptual(self, recon_B3HW: torch.Tensor, clean_B3HW: torch.Tensor) -> Optional[torch.Tensor]:
+        if self.perceptual_weight <= 0:
+            return None
+        model = self.lpips_model()
+        if model is None:
+            return None
+        return model(recon_B3HW.float(), clean_B3HW.float(), normalize=False).mean()
+
+    def _generator_losses(self, clean_B3HW: torch.Tensor, adversarial: bool):
+        recon_B3HW, extras = self._reconstruct(clean_B3HW)
+        terms = {"recon_l1": F.l1_loss(recon_B3HW.float(), clean_B3HW),
+                 "recon_l2": F.mse_loss(recon_B3HW.float(), clean_B3HW)}
+        loss = self.l1_weight * terms["recon_l1"] + self.l2_weight * terms["recon_l2"]
+        if "vq_loss" in extras:
+            loss = loss + self.vq_weight * extras["vq_loss"]
+        perceptual = self._perceptual(recon_B3HW, clean_B3HW)
+        if perceptual is not None:
+            terms["perceptual"] = perceptual
+            loss = loss + self.perceptual_weight * perceptual
+        if adversarial:
+            terms["generator_gan"] = hinge_generator_loss(self.discriminator(recon_B3HW))
+            loss = loss + self.gan_weight * terms["generator_gan"]
+        return loss, recon_B3HW, {**terms, **extras}
+
+    @property
+    def gan_active(self) -> bool:
+        return self.discriminator is not None and self.trainer.fit_loop.total_batch_idx >= self.gan_start_step
+
+    # ---- steps --------------------------------------------------------------------------------------
+    def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> torch.Tensor:
+        clean_B3HW = to_signed(batch["clean"])
+        B = clean_B3HW.shape[0]
+        adversarial = stage == "train" and self.gan_active
+        if stage == "train" and not self.automatic_optimization:
+            return self._manual_train_step(clean_B3HW, adversarial)
+        loss, recon_B3HW, terms = self._generator_losses(clean_B3HW, adversarial)
+        self._log_terms(stage, loss, terms, B)
+        if stage != "train":
+            self._log_quality(stage, recon_B3HW, clean_B3HW, batch_idx)
+        return loss
+
+    def _manual_train_step(self, clean_B3HW: torch.Tensor, adversarial: bool) -> torch.Tensor:
+        opt_g, opt_d = self.optimizers()
+        loss, recon_B3HW, terms = self._generator_losses(clean_B3HW, adversarial)
+        opt_g.zero_grad()
+        self.manual_backward(loss)
+        opt_g.step()
+        if adversarial:
+            d_loss = hinge_discriminator_loss(self.discriminator(clean_B3HW), self.discriminator(recon_B3HW.detach()))
+            opt_d.zero_grad()
+            self.manual_backward(d_loss)
+            opt_d.step()
+            terms["discriminator_gan"] = d_loss.detach()
+        self._log_terms("train", loss, terms, clean_B3HW.shape[0])
+        return loss.detach()
+
+    def _log_terms(self, stage: str, loss: torch.Tensor, terms: Dict[str, torch.Tensor], batch_size: int) -> None:
+        self.log_metric("loss", loss, batch_size, stage, prog_bar=True)
+        for name, value in terms.items():
+            self.log_metric(name, value, batch_size, stage)
+
+    @torch.no_grad()
+    def _log_quality(self, stage: str, recon_B3HW: torch.Tensor, clean_B3HW: torch.Tensor, batch_idx: int) -> None:
+        recon01, clean01 = to_unit(recon_B3HW), to_unit(clean_B3HW)
+        B = recon01.shape[0]
+        self.log_metric("psnr", psnr_per_image(recon01, clean01).mean(), B, stage, prog_bar=True)
+        self.log_metric("ssim", ssim_per_image(recon01, clean01).mean(), B, stage)
+        if batch_idx == 0:
+            self.log_grid(f"{stage}_reconstruction", [clean01, recon01], ["clean", "reconstruction"])
+
+    # ---- optimisation and checkpoints ---------------------------------------------------------------
+    def trainable_parameters(self):
+        return [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("discriminator.")]
+
+    def configure_optimizers(self):
+        generator = self.optimizer(self.trainable_parameters())
+        if self.discriminator is None:
+            return generator
+        return [generator, self.optimizer(self.discriminator.parameters())]
+
+    def rvar_payload(self):
+        configs: Dict[str, Any] = {"tokenizer": self.tokenizer.config.to_dict()}
+        meta: Dict[str, Any] = {"stage": "tokenizer", "mode": self.mode, "init_from": self.init_from}
+        kind = "tokenizer"
+        if self.prior is not None:
+            kind = "restorer" if self.refiner is not None else "prior"
+            configs["prior"] = self.prior.config.to_dict()
+            configs["refiner"] = self.refiner.config.to_dict() if self.refiner is not None else None
+        if self.mode == "decoder":
+            meta["decoder"] = "finetuned"
+        return kind, configs, meta
+

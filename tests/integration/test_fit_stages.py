@@ -1,0 +1,99 @@
+"""Each training stage fits for real (lightning.Trainer, CPU, 2 steps) on the tiny DataModule, and what it
+writes (the exported rvar file and Lightning's own checkpoint) loads through :mod:`rvar.nn.checkpoints`."""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from rvar.data import DegradationDataModule
+from rvar.lit import ExportCheckpoint, PriorModule, RefinerModule, TokenizerModule
+from rvar.nn.checkpoints import build_restorer, build_tokenizer, load_checkpoint, save_checkpoint
+from rvar.nn.prior import PriorConfig
+from rvar.nn.tokenizer import VQVAE, TokenizerConfig
+from tests.tiny_reference import save_tiny_restorer
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def tiny_data(root: Path) -> DegradationDataModule:
+    return DegradationDataModule(crop_size=64, batch_size=2, num_workers=0, samples_per_epoch=4, val_samples=2,
+                                 degradations=[{"name": "gaussian_noise"}, {"name": "haze"}], data_root=str(root))
+
+
+def fit(module: L.LightningModule, root: Path, out: Path, steps: int = 2) -> L.Trainer:
+    export = ExportCheckpoint(str(out / "export.ckpt"))
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, limit_val_batches=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, default_root_dir=str(out), callbacks=[export])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, datamodule=tiny_data(root))
+    trainer.save_checkpoint(out / "lightning.ckpt")
+    return trainer
+
+
+def assert_finite_logged(trainer: L.Trainer, *names: str) -> None:
+    for name in names:
+        assert name in trainer.callback_metrics, sorted(trainer.callback_metrics)
+        assert math.isfinite(float(trainer.callback_metrics[name])), name
+
+
+def random_tokenizer_ckpt(path: Path) -> Path:
+    vae = VQVAE(TokenizerConfig.tiny())
+    return save_checkpoint(path, "tokenizer", {"tokenizer": vae.config.to_dict()},
+                           {f"tokenizer.{k}": v for k, v in vae.state_dict().items()})
+
+
+def test_tokenizer_full_fit(rvar_data_home, tmp_path):
+    trainer = fit(TokenizerModule(TokenizerConfig.tiny(), l2_weight=1.0), rvar_data_home, tmp_path)
+    assert_finite_logged(trainer, "train/loss", "train/recon_l1", "train/vq_loss", "train/codebook_usage",
+                         "train/perplexity", "val/psnr", "val/ssim")
+    for name in ("export.ckpt", "lightning.ckpt"):
+        ckpt = load_checkpoint(tmp_path / name)
+        assert (ckpt["rvar_format"], ckpt["kind"]) == (1, "tokenizer")
+        build_tokenizer(ckpt, name)
+    assert list((tmp_path / "images").glob("val_reconstruction_*.png"))  # no logger: PNGs under the log dir
+
+
+def test_tokenizer_decoder_mode_keeps_the_restorer(rvar_data_home, tmp_path):
+    source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
+    module = TokenizerModule(init_from=str(source), mode="decoder")
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    fit(module, rvar_data_home, tmp_path)
+    after = module.state_dict()
+    changed = {k.split(".")[1] for k in before if not torch.equal(before[k], after[k])}
+    assert changed <= {"decoder", "post_quant_conv"} and "decoder" in changed, changed
+    ckpt = load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",))
+    assert ckpt["meta"]["decoder"] == "finetuned"
+    restorer = build_restorer(ckpt, "export", require_refiner=True)
+    assert torch.equal(restorer.prior.head.weight, before["prior.head.weight"])
+
+
+def test_prior_fit(rvar_data_home, tmp_path):
+    tokenizer_ckpt = random_tokenizer_ckpt(tmp_path / "tokenizer.ckpt")
+    module = PriorModule(str(tokenizer_ckpt), PriorConfig.tiny(), val_max_batches=1)
+    trainer = fit(module, rvar_data_home, tmp_path)
+    assert_finite_logged(trainer, "train/loss", "train/accuracy", "val/loss", "val/psnr", "val/ssim")
+    assert any(k.startswith("val/psnr/") for k in trainer.callback_metrics), sorted(trainer.callback_metrics)
+    assert not any(p.requires_grad for p in module.tokenizer.parameters()) and not module.tokenizer.training
+    for name in ("export.ckpt", "lightning.ckpt"):
+        ckpt = load_checkpoint(tmp_path / name, kinds=("prior",))
+        assert set(ckpt["configs"]) >= {"tokenizer", "prior"}
+        build_restorer(ckpt, name)
+
+
+def test_refiner_fit_on_reference_weights(rvar_data_home, tmp_path):
+    source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
+    module = RefinerModule(str(source), refiner_dim=64, refiner_depth=1, refiner_heads=2, refiner_mlp_dim=128)
+    trainer = fit(module, rvar_data_home, tmp_path)
+    assert_finite_logged(trainer, "train/latent_l1", "val/latent_l1", "val/psnr_before", "val/psnr_after",
+                         "val/ssim_after")
+    for name in ("export.ckpt", "lightning.ckpt"):
+        ckpt = load_checkpoint(tmp_path / name, kinds=("restorer",))
+        restorer = build_restorer(ckpt, name, require_refiner=True)
+        assert restorer.refiner.config.depth == 1
