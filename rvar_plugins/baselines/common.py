@@ -1,0 +1,106 @@
+"""What every baseline LightningModule shares: the training/validation step, metrics, the optimizer and the
+rvar checkpoint keys, so ``rvar restore``, ``rvar compare`` and the demo can treat every model alike.
+
+The common restore interface of a baseline module:
+
+* ``restore_images(degraded_B3HW_01, steps=None) -> restored_B3HW_01`` (float, [0, 1]);
+* ``native_size``: the side the model works at (int), or None for a fully convolutional network;
+* ``sampling_steps``: network evaluations per image (1 for a regression network).
+
+Shapes: B batch, H/W image side.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+
+from rvar.metrics import psnr_per_image, ssim_per_image
+from rvar.nn.checkpoints import FORMAT_VERSION
+
+
+class BaselineModule(L.LightningModule):
+    """Base class of the registered baselines (``rvar plugins --kind baselines``).
+
+    Subclasses set ``name`` (the registry name), implement :meth:`training_loss`, :meth:`restore_images` and
+    :meth:`init_args` (the YAML-friendly constructor arguments that rebuild the module without any file).
+    """
+
+    name: str = ""
+    native_size: Optional[int] = None
+
+    def __init__(self, optimizer: Optional[OptimizerCallable] = None) -> None:
+        super().__init__()
+        self.optimizer = optimizer
+
+    # ---- the restore interface -----------------------------------------------------------------------
+    @property
+    def sampling_steps(self) -> int:
+        return 1
+
+    def restore_images(self, degraded_B3HW_01: torch.Tensor, steps: Optional[int] = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_loss(self, batch: Dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def init_args(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def extra_configs(self) -> Dict[str, Any]:
+        """Configs saved next to ``baseline`` (the LDM saves its tokenizer's)."""
+        return {}
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # ---- Lightning -----------------------------------------------------------------------------------
+    def _shared_step(self, batch: Dict[str, Any], stage: str) -> Optional[torch.Tensor]:
+        batch_size = batch["degraded"].shape[0]
+        if stage == "train":
+            loss = self.training_loss(batch)
+            self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+            return loss
+        with torch.no_grad():
+            self.log(f"{stage}/loss", self.training_loss(batch), batch_size=batch_size, sync_dist=True)
+        restored = self.restore_images(batch["degraded"])
+        clean = batch["clean"].float()
+        self.log(f"{stage}/psnr", psnr_per_image(restored, clean).mean(), prog_bar=True, batch_size=batch_size,
+                 sync_dist=True)
+        self.log(f"{stage}/ssim", ssim_per_image(restored, clean).mean(), batch_size=batch_size, sync_dist=True)
+        return None
+
+    def training_step(self, batch: Dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self.restore_images(batch["degraded"])
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.optimizer is None:
+            return torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0)
+        return self.optimizer(params)
+
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        """Add the rvar checkpoint keys next to Lightning's, so :func:`rvar.nn.checkpoints.load_checkpoint` and
+        :func:`rvar_plugins.baselines.loading.load_baseline` read the file."""
+        configs, _ = baseline_payload(self, with_state=False)
+        checkpoint.update({"rvar_format": FORMAT_VERSION, "kind": "baseline", "configs": configs,
+                           "meta": {"stage": self.name, "trainer_step": int(self.global_step),
+                                    "parameters": self.num_parameters()}})
+
+
+def baseline_payload(module: BaselineModule, with_state: bool = True):
+    """(configs, state_dict) of a baseline module, ready for :func:`rvar.nn.checkpoints.save_checkpoint`."""
+    configs = {"baseline": {"name": module.name, "init_args": module.init_args()}, **module.extra_configs()}
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()} if with_state else {}
+    return configs, state

@@ -1,0 +1,184 @@
+"""The latent-diffusion baseline: a DiT denoiser in the rvar tokenizer's continuous latent.
+
+The generative reference RestoreVAR is compared with (arXiv 2505.18047, section 4: diffusion restorers are
+slow because they need tens of denoiser passes). The frozen tokenizer encodes the clean and degraded images
+with ``encode_continuous`` (``quant_conv(encoder(x))``, no quantisation); :class:`LatentDiT` learns to predict
+the noise of the clean latent given the degraded one (the standard epsilon objective of DDPM); restoration
+samples with DDIM or DPM-Solver++ (diffusers' schedulers, not hand-written schedules) and decodes with
+``tokenizer.decode``.
+
+Shapes: B batch, Cv latent channels, h/w latent side, H/W image side.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+
+from rvar.errors import CheckpointError, UserError
+from rvar.nn.checkpoints import build_tokenizer, load_checkpoint, load_strict, read_torch_file
+from rvar.nn.tokenizer import VQVAE, TokenizerConfig
+from rvar.registry import register_baseline
+from rvar_plugins.baselines.common import BaselineModule
+from rvar_plugins.baselines.dit import DenoiserConfig, LatentDiT
+
+SAMPLERS = ("ddim", "dpm_solver")
+TOKENIZER_PRESETS = ("tiny", "vq_f16_256", "vq_f16_512")
+
+
+def load_tokenizer(path: Optional[str], preset: str, config: Optional[Dict[str, Any]] = None) -> VQVAE:
+    """The frozen tokenizer of the LDM.
+
+    Args:
+        path: an rvar checkpoint holding a tokenizer (any kind), or raw VQVAE weights (VAR's key layout, e.g.
+            ``vae_ch160v4096z32.pth``) whose sizes are given by ``preset``; None: random weights (tests,
+            or weights that a checkpoint will load later).
+        preset: ``TokenizerConfig`` preset for raw weights and for ``path`` None.
+        config: explicit ``TokenizerConfig`` fields, which win over ``preset``.
+    """
+    if preset not in TOKENIZER_PRESETS:
+        raise UserError(f"tokenizer_preset {preset!r}: known presets are {', '.join(TOKENIZER_PRESETS)}")
+    tok_cfg = TokenizerConfig(**config) if config else getattr(TokenizerConfig, preset)()
+    if path is None:
+        return VQVAE(tok_cfg)
+    raw = read_torch_file(path)
+    if raw.get("rvar_format") is not None:
+        return build_tokenizer(load_checkpoint(path), str(path))
+    if not any(k.startswith("encoder.") for k in raw):
+        raise CheckpointError(f"{path}: neither an rvar checkpoint nor VQVAE weights (no encoder.* keys)")
+    vae = VQVAE(tok_cfg)
+    load_strict(vae, raw, f"{path} (as a {preset} tokenizer)")
+    return vae
+
+
+@register_baseline("ldm")
+class LatentDiffusionRestorer(BaselineModule):
+    """Latent diffusion restorer: DiT denoiser conditioned on the degraded latent, DDIM / DPM-Solver sampling.
+
+    Args:
+        tokenizer_ckpt: the frozen tokenizer (see :func:`load_tokenizer`); None builds a random one.
+        tokenizer_preset: tokenizer sizes for raw weights / no file: ``tiny``, ``vq_f16_256``, ``vq_f16_512``.
+        tokenizer_config: explicit tokenizer fields (written into checkpoints; wins over the preset).
+        denoiser: DiT sizes and conditioning (``concat`` or ``cross``); None: ``DenoiserConfig.tiny()``.
+        train_timesteps: diffusion steps of the training schedule.
+        beta_schedule: diffusers beta schedule (``scaled_linear`` as in latent diffusion, ``linear``, ...).
+        sampler: ``ddim`` or ``dpm_solver`` (DPM-Solver++ multistep) for restoration.
+        sampling_steps: denoiser evaluations per image when ``restore_images`` is not told otherwise.
+        optimizer: injected optimizer (AdamW lr 2e-4 if None).
+    """
+
+    name = "ldm"
+
+    def __init__(self, tokenizer_ckpt: Optional[str] = None, tokenizer_preset: str = "vq_f16_256",
+                 tokenizer_config: Optional[Dict[str, Any]] = None, denoiser: Optional[DenoiserConfig] = None,
+                 train_timesteps: int = 1000, beta_schedule: str = "scaled_linear", sampler: str = "ddim",
+                 sampling_steps: int = 50, optimizer: Optional[OptimizerCallable] = None) -> None:
+        super().__init__(optimizer)
+        if sampler not in SAMPLERS:
+            raise UserError(f"sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        self.train_timesteps, self.beta_schedule = int(train_timesteps), beta_schedule
+        self.sampler, self._sampling_steps = sampler, int(sampling_steps)
+        # 1. frozen tokenizer (its weights are saved in every checkpoint, so the file is not needed again)
+        self.tokenizer = load_tokenizer(tokenizer_ckpt, tokenizer_preset, tokenizer_config)
+        self.tokenizer.requires_grad_(False).eval()
+        # 2. denoiser in the tokenizer's latent
+        denoiser = denoiser or DenoiserConfig.tiny()
+        if denoiser.z_channels != self.tokenizer.config.z_channels:
+            raise UserError(f"denoiser.z_channels {denoiser.z_channels} != tokenizer z_channels "
+                            f"{self.tokenizer.config.z_channels}")
+        self.denoiser = LatentDiT(denoiser)
+        # 3. latent scale (1 / std of clean latents), measured on the first training batch and then saved
+        self.register_buffer("latent_scale", torch.zeros(()))
+        self._train_scheduler = None
+
+    # ---- restore interface ---------------------------------------------------------------------------
+    @property
+    def native_size(self) -> int:  # type: ignore[override]
+        return self.tokenizer.image_size
+
+    @property
+    def sampling_steps(self) -> int:
+        return self._sampling_steps
+
+    def init_args(self) -> Dict[str, Any]:
+        return {"tokenizer_ckpt": None, "tokenizer_config": self.tokenizer.config.to_dict(),
+                "tokenizer_preset": "vq_f16_256", "denoiser": self.denoiser.config.to_dict(),
+                "train_timesteps": self.train_timesteps, "beta_schedule": self.beta_schedule,
+                "sampler": self.sampler, "sampling_steps": self._sampling_steps}
+
+    def extra_configs(self) -> Dict[str, Any]:
+        return {"tokenizer": self.tokenizer.config.to_dict()}
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.tokenizer.eval()  # frozen: dropout off whatever the trainer does
+        return self
+
+    # ---- schedules (diffusers) -----------------------------------------------------------------------
+    def training_scheduler(self):
+        if self._train_scheduler is None:
+            from diffusers import DDPMScheduler
+
+            self._train_scheduler = DDPMScheduler(num_train_timesteps=self.train_timesteps,
+                                                  beta_schedule=self.beta_schedule, clip_sample=False)
+        return self._train_scheduler
+
+    def sampling_scheduler(self, sampler: Optional[str] = None):
+        """A fresh DDIM or DPM-Solver++ scheduler sharing the training schedule's betas."""
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+        sampler = sampler or self.sampler
+        if sampler not in SAMPLERS:
+            raise UserError(f"sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        config = self.training_scheduler().config
+        if sampler == "ddim":
+            return DDIMScheduler.from_config(config, set_alpha_to_one=True, timestep_spacing="trailing")
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2,
+                                                       timestep_spacing="trailing")
+
+    # ---- latents -------------------------------------------------------------------------------------
+    def scale(self) -> torch.Tensor:
+        return torch.where(self.latent_scale > 0, self.latent_scale, torch.ones_like(self.latent_scale))
+
+    @torch.no_grad()
+    def encode(self, images_B3HW_01: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> scaled continuous latents (B, Cv, h, w)."""
+        return self.tokenizer.encode_continuous(images_B3HW_01.float() * 2 - 1) * self.scale()
+
+    def training_loss(self, batch: Dict[str, Any]) -> torch.Tensor:
+        if self.latent_scale <= 0 and self.training:
+            with torch.no_grad():
+                std = self.tokenizer.encode_continuous(batch["clean"].float() * 2 - 1).std()
+                self.latent_scale.fill_(float(1.0 / std.clamp_min(1e-4)))
+        z0_BChw, cond_BChw = self.encode(batch["clean"]), self.encode(batch["degraded"])
+        scheduler = self.training_scheduler()
+        noise = torch.randn_like(z0_BChw)
+        t_B = torch.randint(0, self.train_timesteps, (z0_BChw.shape[0],), device=z0_BChw.device)
+        zt_BChw = scheduler.add_noise(z0_BChw, noise, t_B)
+        return F.mse_loss(self.denoiser(zt_BChw, t_B, cond_BChw).float(), noise)
+
+    @torch.no_grad()
+    def sample_latent(self, cond_BChw: torch.Tensor, steps: int, sampler: Optional[str] = None,
+                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Denoise from pure noise in ``steps`` denoiser passes; returns the scaled clean latent."""
+        scheduler = self.sampling_scheduler(sampler)
+        scheduler.set_timesteps(steps, device=cond_BChw.device)
+        x_BChw = torch.randn(cond_BChw.shape, generator=generator, device="cpu").to(cond_BChw)
+        x_BChw = x_BChw * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            model_in = scheduler.scale_model_input(x_BChw, t)
+            eps = self.denoiser(model_in, t.to(cond_BChw.device).expand(x_BChw.shape[0]), cond_BChw)
+            x_BChw = scheduler.step(eps.to(x_BChw.dtype), t, x_BChw).prev_sample
+        return x_BChw
+
+    @torch.no_grad()
+    def restore_images(self, degraded_B3HW_01: torch.Tensor, steps: Optional[int] = None,
+                       sampler: Optional[str] = None, seed: int = 0) -> torch.Tensor:
+        """Restore images in [0, 1] at the tokenizer's native size; noise comes from ``seed``."""
+        cond_BChw = self.encode(degraded_B3HW_01)
+        generator = torch.Generator().manual_seed(seed)
+        z_BChw = self.sample_latent(cond_BChw, int(steps or self._sampling_steps), sampler, generator)
+        image = self.tokenizer.decode((z_BChw / self.scale()).float())
+        return ((image + 1) / 2).clamp(0, 1)
