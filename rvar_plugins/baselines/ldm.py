@@ -53,6 +53,38 @@ def load_tokenizer(path: Optional[str], preset: str, config: Optional[Dict[str, 
     return vae
 
 
+def make_sampler(sampler: str, train_config: Any):
+    """DDIM or DPM-Solver++ (2nd order, multistep) from a ``DDPMScheduler`` config (diffusers)."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    if sampler not in SAMPLERS:
+        raise UserError(f"sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    if sampler == "ddim":
+        return DDIMScheduler.from_config(train_config, set_alpha_to_one=True, timestep_spacing="trailing")
+    return DPMSolverMultistepScheduler.from_config(train_config, algorithm_type="dpmsolver++", solver_order=2,
+                                                   timestep_spacing="trailing")
+
+
+def train_schedule(train_timesteps: int = 1000, beta_schedule: str = "scaled_linear"):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=train_timesteps, beta_schedule=beta_schedule, clip_sample=False)
+
+
+@torch.no_grad()
+def denoise(denoiser: LatentDiT, scheduler: Any, cond_BChw: torch.Tensor, steps: int,
+            generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Run ``scheduler`` for ``steps`` denoiser passes from pure noise (drawn on the CPU from ``generator``)."""
+    scheduler.set_timesteps(steps, device=cond_BChw.device)
+    x_BChw = torch.randn(cond_BChw.shape, generator=generator, device="cpu").to(cond_BChw)
+    x_BChw = x_BChw * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        model_in = scheduler.scale_model_input(x_BChw, t)
+        eps = denoiser(model_in, t.to(cond_BChw.device).expand(x_BChw.shape[0]), cond_BChw)
+        x_BChw = scheduler.step(eps.to(x_BChw.dtype), t, x_BChw).prev_sample
+    return x_BChw
+
+
 @register_baseline("ldm")
 class LatentDiffusionRestorer(BaselineModule):
     """Latent diffusion restorer: DiT denoiser conditioned on the degraded latent, DDIM / DPM-Solver sampling.
@@ -119,24 +151,12 @@ class LatentDiffusionRestorer(BaselineModule):
     # ---- schedules (diffusers) -----------------------------------------------------------------------
     def training_scheduler(self):
         if self._train_scheduler is None:
-            from diffusers import DDPMScheduler
-
-            self._train_scheduler = DDPMScheduler(num_train_timesteps=self.train_timesteps,
-                                                  beta_schedule=self.beta_schedule, clip_sample=False)
+            self._train_scheduler = train_schedule(self.train_timesteps, self.beta_schedule)
         return self._train_scheduler
 
     def sampling_scheduler(self, sampler: Optional[str] = None):
         """A fresh DDIM or DPM-Solver++ scheduler sharing the training schedule's betas."""
-        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
-
-        sampler = sampler or self.sampler
-        if sampler not in SAMPLERS:
-            raise UserError(f"sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
-        config = self.training_scheduler().config
-        if sampler == "ddim":
-            return DDIMScheduler.from_config(config, set_alpha_to_one=True, timestep_spacing="trailing")
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2,
-                                                       timestep_spacing="trailing")
+        return make_sampler(sampler or self.sampler, self.training_scheduler().config)
 
     # ---- latents -------------------------------------------------------------------------------------
     def scale(self) -> torch.Tensor:
@@ -163,15 +183,7 @@ class LatentDiffusionRestorer(BaselineModule):
     def sample_latent(self, cond_BChw: torch.Tensor, steps: int, sampler: Optional[str] = None,
                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Denoise from pure noise in ``steps`` denoiser passes; returns the scaled clean latent."""
-        scheduler = self.sampling_scheduler(sampler)
-        scheduler.set_timesteps(steps, device=cond_BChw.device)
-        x_BChw = torch.randn(cond_BChw.shape, generator=generator, device="cpu").to(cond_BChw)
-        x_BChw = x_BChw * scheduler.init_noise_sigma
-        for t in scheduler.timesteps:
-            model_in = scheduler.scale_model_input(x_BChw, t)
-            eps = self.denoiser(model_in, t.to(cond_BChw.device).expand(x_BChw.shape[0]), cond_BChw)
-            x_BChw = scheduler.step(eps.to(x_BChw.dtype), t, x_BChw).prev_sample
-        return x_BChw
+        return denoise(self.denoiser, self.sampling_scheduler(sampler), cond_BChw, steps, generator)
 
     @torch.no_grad()
     def restore_images(self, degraded_B3HW_01: torch.Tensor, steps: Optional[int] = None,
