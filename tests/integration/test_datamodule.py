@@ -161,3 +161,21 @@ def test_real_trainer_fit(rvar_data_home, tmp_path):
     trainer.fit(model, datamodule=dm)
     assert len(model.seen) == 16 and set(model.seen) <= {"haze", "snow"}
     assert "val/l1" in trainer.callback_metrics
+
+
+def test_prepare_manifest_script(tmp_path):
+    import subprocess
+    import sys
+
+    _write_pairs(tmp_path / "data" / "Rain100L", ["a", "b"])
+    script = Path(__file__).resolve().parents[2] / "data" / "prepare_manifest.py"
+    out = tmp_path / "manifests" / "m.json"
+    result = subprocess.run([sys.executable, str(script), "-o", str(out), f"{tmp_path / 'data' / 'Rain100L'}=rain"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    entries = json.loads(out.read_text())
+    assert [e["degradation"] for e in entries] == ["rain", "rain"]
+    assert entries[0]["image_path"].startswith("../data/Rain100L/input/")
+    dm = DegradationDataModule(val_dirs=[str(out)], manifest=str(out), crop_size=32, batch_size=2)
+    dm.setup("validate")
+    _check_contract(_batches(dm, dm.val_dataloader())[0], 2, 32)
