@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Tuple
 
 from rvar.errors import UserError
-from rvar.nn.checkpoints import read_torch_file, restorer_payload, save_checkpoint
+from rvar.nn.checkpoints import payload_from_parts, read_torch_file, save_checkpoint
 from rvar.nn.official import import_restorevar, import_tokenizer, init_prior_from_var
-from rvar.nn.restorer import Restorer
 from rvar.nn.tokenizer import RESTOREVAR_512_PATCH_NUMS, VAR_256_PATCH_NUMS
 
 HELP = "convert VAR's vae/var_d16 or RestoreVAR's restorevar.pth into an rvar checkpoint"
@@ -63,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     lines = [f"tokenizer: V={vae.V}, Cvae={vae.Cvae}, ch={vae.config.ch}, ch_mult={vae.config.ch_mult}, "
              f"patch_nums={patch_nums} ({vae.image_size} px)"]
     if not args.var:
-        sd = {f"tokenizer.{k}": v for k, v in vae.state_dict().items()}
-        save_checkpoint(out, "tokenizer", {"tokenizer": vae.config.to_dict()}, sd, meta)
+        configs, sd = payload_from_parts(vae)
+        save_checkpoint(out, "tokenizer", configs, sd, meta)
     else:
         var_sd = read_torch_file(args.var)
         meta["source_var"] = str(args.var)
@@ -75,18 +74,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             prior, report = init_prior_from_var(var_sd, vae, args.heads, args.var)
             refiner, kind, what = None, "prior", "prior initialised from class-conditional VAR"
-        restorer = Restorer(vae.config, prior.config, refiner.config if refiner is not None else None)
-        restorer.tokenizer.load_state_dict(vae.state_dict())
-        restorer.prior.load_state_dict(prior.state_dict())
-        if refiner is not None:
-            restorer.refiner.load_state_dict(refiner.state_dict())
-        configs, sd = restorer_payload(restorer)
+        configs, sd = payload_from_parts(vae, prior, refiner)
         meta["import"] = what
         save_checkpoint(out, kind, configs, sd, meta)
         c = prior.config
         lines.append(f"{what}: depth={c.depth}, width={c.embed_dim}, heads={c.num_heads}, L={prior.L}")
         lines += ["  " + line for line in report.lines()]
-    params = sum(v.numel() for v in (sd if args.var else vae.state_dict()).values() if v.is_floating_point())
+    params = sum(v.numel() for v in sd.values() if v.is_floating_point())
     lines.append(f"wrote {out} ({params:,} parameters and buffers)")
     print("\n".join(lines), file=sys.stderr)
     return 0

@@ -147,15 +147,23 @@ def build_restorer(ckpt: Mapping[str, Any], source: str = "checkpoint", require_
 
 def restorer_payload(restorer: Restorer) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
     """(configs, state_dict) of a restorer, ready for :func:`save_checkpoint`."""
-    configs = {"tokenizer": restorer.tokenizer.config.to_dict(), "prior": restorer.prior.config.to_dict(),
-               "refiner": restorer.refiner.config.to_dict() if restorer.refiner is not None else None}
-    sd = {f"tokenizer.{k}": v for k, v in restorer.tokenizer.state_dict().items()}
-    sd.update({f"prior.{k}": v for k, v in restorer.prior.state_dict().items()})
-    if restorer.refiner is not None:
-        sd.update({f"refiner.{k}": v for k, v in restorer.refiner.state_dict().items()})
+    return payload_from_parts(restorer.tokenizer, restorer.prior, restorer.refiner)
+
+
+def payload_from_parts(tokenizer: VQVAE, prior: Optional[RestoreVARPrior] = None,
+                       refiner: Optional[LatentRefiner] = None) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+    """(configs, state_dict) from separate networks, without building a :class:`Restorer` around them."""
+    configs: Dict[str, Any] = {"tokenizer": tokenizer.config.to_dict()}
+    sd = {f"tokenizer.{k}": v for k, v in tokenizer.state_dict().items()}
+    if prior is not None:
+        configs["prior"] = prior.config.to_dict()
+        configs["refiner"] = refiner.config.to_dict() if refiner is not None else None
+        sd.update({f"prior.{k}": v for k, v in prior.state_dict().items()})
+    if refiner is not None:
+        sd.update({f"refiner.{k}": v for k, v in refiner.state_dict().items()})
     return configs, sd
 
 
 __all__ = ["FORMAT_VERSION", "read_torch_file", "save_checkpoint", "load_checkpoint", "load_strict",
-           "sub_state_dict", "build_tokenizer", "build_restorer", "restorer_payload", "tokenizer_config",
+           "sub_state_dict", "build_tokenizer", "build_restorer", "restorer_payload", "payload_from_parts", "tokenizer_config",
            "RestoreVARPrior", "LatentRefiner"]

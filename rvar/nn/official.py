@@ -36,10 +36,12 @@ class ImportReport:
     notes: List[str] = field(default_factory=list)
 
     @staticmethod
-    def _summary(keys: Sequence[str], limit: int = 6) -> str:
+    def _summary(keys: Sequence[str], limit: int = 8) -> str:
+        """Group keys by module: ``blocks.*.cross_attn (x160)``, ``pos_1LC``."""
         groups: Dict[str, int] = {}
         for k in keys:
-            g = re.sub(r"\.\d+\.", ".*.", k, count=1)
+            parts = re.sub(r"\.\d+(?=\.|$)", ".*", k).split(".")
+            g = ".".join(parts[:3]) if parts[0] == "blocks" else (parts[0] if len(parts) > 1 else k)
             groups[g] = groups.get(g, 0) + 1
         items = [f"{g} (x{n})" if n > 1 else g for g, n in groups.items()]
         more = f", ... ({len(items) - limit} more groups)" if len(items) > limit else ""
