@@ -44,7 +44,9 @@ class TokenizerModule(RVARModule):
         perceptual_weight: LPIPS term; skipped with one warning when the LPIPS backbone is absent.
         gan_weight: PatchGAN hinge term (0: off); turning it on switches to manual optimisation with two
             optimizers (``gradient_clip_val`` must then stay unset).
-        gan_start_step: generator steps before the adversarial term (and discriminator training) start.
+        gan_start_step: training batches before the adversarial term (and discriminator training) start.
+            With the GAN on, Lightning's ``global_step`` (and so ``max_steps``) counts the steps of both
+            optimizers.
         optimizer: builds the optimizer (and the discriminator's) from parameters; default
             :func:`~rvar.lit.base.restorevar_adamw`.
         grid_images: samples in the clean | reconstruction grid logged per validation epoch.

@@ -1,0 +1,79 @@
+"""PriorModule: it can overfit one batch, its tokenizer stays frozen, and a prior that does not fit the
+tokenizer is a one-line UserError naming both sides."""
+from __future__ import annotations
+
+import warnings
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from rvar.errors import UserError
+from rvar.lit import PriorModule
+from rvar.nn.checkpoints import save_checkpoint
+from rvar.nn.prior import PriorConfig
+from rvar.nn.tokenizer import VQVAE, TokenizerConfig
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def tokenizer_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    vae = VQVAE(TokenizerConfig.tiny())
+    path = tmp_path_factory.mktemp("prior") / "tokenizer.ckpt"
+    return str(save_checkpoint(path, "tokenizer", {"tokenizer": vae.config.to_dict()},
+                               {f"tokenizer.{k}": v for k, v in vae.state_dict().items()}))
+
+
+class LossHistory(L.Callback):
+    def __init__(self) -> None:
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+def fixed_batches(steps: int):
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(2, 3, 64, 64, generator=g)
+    sample = {"degraded": (clean * 0.5).contiguous(), "clean": clean, "degradation": ["low_light", "low_light"],
+              "index": torch.arange(2)}
+    return DataLoader([sample] * steps, batch_size=None)
+
+
+def test_prior_overfits_one_batch(tokenizer_ckpt, tmp_path):
+    torch.manual_seed(0)
+    module = PriorModule(tokenizer_ckpt, PriorConfig.tiny(),
+                         optimizer=lambda params: torch.optim.AdamW(params, lr=3e-3))
+    history = LossHistory()
+    trainer = L.Trainer(accelerator="cpu", max_steps=30, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=str(tmp_path), callbacks=[history])
+    frozen_before = {k: v.clone() for k, v in module.tokenizer.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, train_dataloaders=fixed_batches(30))
+    losses = history.losses
+    assert len(losses) == 30 and all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+    assert all(torch.equal(v, module.tokenizer.state_dict()[k]) for k, v in frozen_before.items())
+    optimizer = trainer.optimizers[0]
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert not trained & {id(p) for p in module.tokenizer.parameters()}
+
+
+@pytest.mark.parametrize("field, value", [("vocab_size", 128), ("patch_nums", (1, 2, 4)), ("z_channels", 16)])
+def test_prior_must_fit_the_tokenizer(tokenizer_ckpt, field, value):
+    config = PriorConfig.tiny()
+    setattr(config, field, tuple(value) if isinstance(value, tuple) else value)
+    with pytest.raises(UserError) as info:
+        PriorModule(tokenizer_ckpt, config)
+    message = str(info.value)
+    assert field in message and "prior" in message and "tokenizer" in message and "\n" not in message
+
+
+def test_prior_needs_sizes_or_init(tokenizer_ckpt):
+    with pytest.raises(UserError, match="prior"):
+        PriorModule(tokenizer_ckpt)
