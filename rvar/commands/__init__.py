@@ -12,4 +12,6 @@ COMMANDS: Dict[str, str] = {
     "import-checkpoint": "rvar.commands.import_checkpoint",
     "reconstruct": "rvar.commands.reconstruct",
     "restore": "rvar.commands.restore",
+    "compare": "rvar.commands.compare",
+    "bench": "rvar.commands.bench",
 }
