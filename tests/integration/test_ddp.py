@@ -6,8 +6,9 @@ rounding noise on near-zero gradients into full-size updates).
 
 Known gap (see the issue #7 report): after 3 SGD steps the DDP weights differ from the 1-process run's by
 ~7e-3 (relative L2) and val/loss by ~9 %, although both runs see the same samples per step (checked: keys 1, 2)
-and the tokenizer is batch-independent (1.5e-5). The codebook hit counts already differ after the first forward,
-which points at the starting weights of DDP rank 0. The equivalence test is an expected failure until found."""
+and the tokenizer is batch-independent (1.5e-5). With lr=0 the weights stay identical (same initialisation),
+yet the all-reduced codebook hit counts of the first forward differ by 4, so the batches the ranks actually
+receive (or the DDP forward) differ from the 1-process batch. Expected failure until found."""
 from __future__ import annotations
 
 import math
