@@ -12,6 +12,7 @@ COMMANDS: Dict[str, str] = {
     "import-checkpoint": "rvar.commands.import_checkpoint",
     "reconstruct": "rvar.commands.reconstruct",
     "restore": "rvar.commands.restore",
+    "demo": "rvar.commands.demo",
     "compare": "rvar.commands.compare",
     "bench": "rvar.commands.bench",
 }
