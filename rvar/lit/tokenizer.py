@@ -47,6 +47,10 @@ class TokenizerModule(RVARModule):
         gan_start_step: training batches before the adversarial term (and discriminator training) start.
             With the GAN on, Lightning's ``global_step`` (and so ``max_steps``) counts the steps of both
             optimizers.
+        codebook_restart_every: ``full`` mode: every this many training batches, codes that the quantiser's
+            hit EMA shows as (nearly) unused are re-drawn from the batch's residual latents; a model trained
+            from scratch also draws its whole codebook that way on the first batch. Without it a small
+            codebook collapses to a handful of codes. 0: off.
         optimizer: builds the optimizer (and the discriminator's) from parameters; default
             :func:`~rvar.lit.base.restorevar_adamw`.
         grid_images: samples in the clean | reconstruction grid logged per validation epoch.
@@ -55,7 +59,7 @@ class TokenizerModule(RVARModule):
     def __init__(self, tokenizer: Optional[TokenizerConfig] = None, init_from: Optional[str] = None,
                  mode: str = "full", l1_weight: float = 1.0, l2_weight: float = 0.0, vq_weight: float = 1.0,
                  perceptual_weight: float = 0.0, gan_weight: float = 0.0, gan_start_step: int = 0,
-                 optimizer: OptimizerCallable = restorevar_adamw, grid_images: int = 4) -> None:
+                 codebook_restart_every: int = 0, optimizer: OptimizerCallable = restorevar_adamw, grid_images: int = 4) -> None:
         super().__init__(grid_images)
         tokenizer = TokenizerConfig(**tokenizer) if isinstance(tokenizer, dict) else tokenizer
         if mode not in MODES:
@@ -67,6 +71,7 @@ class TokenizerModule(RVARModule):
         self.l1_weight, self.l2_weight, self.vq_weight = l1_weight, l2_weight, vq_weight
         self.perceptual_weight, self.gan_weight, self.gan_start_step = perceptual_weight, gan_weight, gan_start_step
         self.source_kind = "tokenizer"
+        self.codebook_restart_every = int(codebook_restart_every)
         # 1. networks: the tokenizer, plus a frozen prior/refiner when fine-tuning a restorer's decoder
         self.tokenizer = VQVAE(tokenizer) if tokenizer is not None else None
         self.prior = self.refiner = None
@@ -137,6 +142,47 @@ class TokenizerModule(RVARModule):
     @property
     def gan_active(self) -> bool:
         return self.discriminator is not None and self.trainer.fit_loop.total_batch_idx >= self.gan_start_step
+
+    # ---- codebook upkeep ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def residual_latents(self, clean_B3HW: torch.Tensor) -> torch.Tensor:
+        """What the quantiser looks up at every scale (the area-pooled residuals), as rows (N, C)."""
+        quantizer = self.tokenizer.quantize
+        f_BChw = self.tokenizer.encode_continuous(clean_B3HW).float()
+        _, f_hats = quantizer.quantize(f_BChw)
+        rows, previous = [], torch.zeros_like(f_BChw)
+        for si, pn in enumerate(quantizer.patch_nums):
+            rest_BChw = F.adaptive_avg_pool2d(f_BChw - previous, pn)
+            rows.append(rest_BChw.permute(0, 2, 3, 1).reshape(-1, f_BChw.shape[1]))
+            previous = f_hats[si]
+        return torch.cat(rows)
+
+    @torch.no_grad()
+    def restart_codes(self, clean_B3HW: torch.Tensor, everything: bool) -> int:
+        """Re-draw unused (or all) codewords from this batch's residual latents; returns how many."""
+        quantizer = self.tokenizer.quantize
+        hits_V = quantizer.ema_vocab_hit_SV.sum(0)
+        dead_V = torch.ones_like(hits_V, dtype=torch.bool) if everything else hits_V < 0.03 * hits_V.mean()
+        count = int(dead_V.sum())
+        if count == 0:
+            return 0
+        pool_NC = self.residual_latents(clean_B3HW)
+        pick = torch.randint(pool_NC.shape[0], (count,), device=pool_NC.device)
+        fresh = pool_NC[pick] + 0.01 * pool_NC.std() * torch.randn_like(pool_NC[pick])
+        fresh = self.trainer.strategy.broadcast(fresh, 0)  # every rank keeps the same codebook
+        quantizer.embedding.weight.data[dead_V] = fresh.to(quantizer.embedding.weight.dtype)
+        quantizer.ema_vocab_hit_SV[:, dead_V] = 0.0  # still unused at the next check: drawn again
+        return count
+
+    def on_train_batch_start(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        every = self.codebook_restart_every
+        if self.mode != "full" or every <= 0:
+            return
+        step = self.trainer.fit_loop.total_batch_idx
+        fresh_start = step == 0 and self.init_from is None
+        if fresh_start or (step > 0 and step % every == 0):
+            restarted = self.restart_codes(to_signed(batch["clean"]), everything=fresh_start)
+            self.log("train/codes_restarted", float(restarted), on_step=True, on_epoch=False, batch_size=1)
 
     # ---- steps --------------------------------------------------------------------------------------
     def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> torch.Tensor:

@@ -42,6 +42,22 @@ def test_gan_term_trains_both_networks(tmp_path):
     assert kind == "tokenizer" and set(configs) == {"tokenizer"} and meta["mode"] == "full"
 
 
+def test_codebook_is_drawn_from_data_and_dead_codes_restart(tmp_path):
+    torch.manual_seed(0)
+    module = TokenizerModule(TokenizerConfig.tiny(), codebook_restart_every=1)
+    codebook_before = module.tokenizer.quantize.embedding.weight.detach().clone()
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, train_dataloaders=batches(2))
+    codebook = module.tokenizer.quantize.embedding.weight.detach()
+    assert torch.isfinite(codebook).all()
+    assert (codebook - codebook_before).abs().amax(1).gt(1e-3).all()  # every code was re-drawn at the start
+    assert "train/codes_restarted" in trainer.callback_metrics
+
+
 def test_decoder_mode_freezes_encoder_and_quantizer():
     module = TokenizerModule(TokenizerConfig.tiny(), mode="decoder")
     trainable = {name.split(".")[1] for name, p in module.named_parameters() if p.requires_grad}
