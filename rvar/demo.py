@@ -87,6 +87,15 @@ def config_digest(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def last_error(log_path: Path) -> str:
+    """The most telling line of a failed run's log: its last exception or error line."""
+    lines = [l.strip() for l in log_path.read_text(errors="replace").splitlines() if l.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line or line.startswith("rvar: error"):
+            return line[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
 @dataclass
 class StageResult:
     name: str
@@ -134,8 +143,7 @@ def run_stage(stage: Stage, out: Path, seconds: int, env: Dict[str, str], positi
         bar.n = min(time.perf_counter() - start, seconds)
         bar.close()
     if proc.returncode != 0 or not ckpt.exists():
-        tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-15:])
-        raise UserError(f"stage {stage.name} failed (exit {proc.returncode}); see {log_path}:\n{tail}")
+        raise UserError(f"stage {stage.name} failed (exit {proc.returncode}): {last_error(log_path)} (log: {log_path})")
     marker.write_text(json.dumps({"digest": digest, "seconds": time.perf_counter() - start}))
     return StageResult(stage.name, "resumed" if resume else "trained", time.perf_counter() - start, ckpt)
 
