@@ -145,7 +145,7 @@ class RestoreVARPrior(nn.Module):
     def _embed_condition(self, cond_BSCv: torch.Tensor):
         """Condition latent -> (start tokens (B, first_l, C), condition tokens (B, S, C))."""
         B = cond_BSCv.shape[0]
-        proj = self.cond_proj4(cond_BSCv.float())
+        proj = self.cond_proj4(cond_BSCv.to(self.dtype))
         global_B1C = self.global_embed_gain * self.global_embed(proj.mean(dim=1, keepdim=True))
         null_class = torch.full((B,), self.config.num_classes, device=cond_BSCv.device, dtype=torch.long)
         sos = self.class_emb(null_class).unsqueeze(1).expand(B, self.first_l, -1) + global_B1C
@@ -159,14 +159,19 @@ class RestoreVARPrior(nn.Module):
             x_BLC = block(x_BLC, cond_BSC, attn_bias, rope_q, rope_k)
         return x_BLC
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Parameter dtype: fp32 for training, bf16 after ``.to(torch.bfloat16)`` for fast inference."""
+        return self.word_embed.weight.dtype
+
     def logits(self, h_BLC: torch.Tensor) -> torch.Tensor:
-        return self.head(self.head_nm(h_BLC.float())).float()
+        return self.head(self.head_nm(h_BLC)).float()
 
     # ---- teacher forcing -----------------------------------------------------------------------------
     def forward(self, x_BLCv_wo_first_l: torch.Tensor, cond_BSCv: torch.Tensor) -> torch.Tensor:
         """Teacher-forcing logits (B, L, V) from the clean tokens' inputs and the degraded latent."""
         sos, cond_BSC = self._embed_condition(cond_BSCv)
-        x_BLC = torch.cat((sos, self.word_embed(x_BLCv_wo_first_l.float())), dim=1)
+        x_BLC = torch.cat((sos, self.word_embed(x_BLCv_wo_first_l.to(self.dtype))), dim=1)
         x_BLC = x_BLC + self.lvl_embed(self.lvl_1L.expand(x_BLC.shape[0], -1))
         h_BLC = self._run_blocks(x_BLC, cond_BSC, self.attn_bias_for_masking, 0, self.L)
         return self.logits(h_BLC)
@@ -193,7 +198,7 @@ class RestoreVARPrior(nn.Module):
         lvl_pos = self.lvl_embed(self.lvl_1L)  # (1, L, C)
         token_map = sos + lvl_pos[:, : self.first_l]
         side = self.patch_nums[-1]
-        f_hat = sos.new_zeros(B, quantizer.Cvae, side, side)
+        f_hat = torch.zeros(B, quantizer.Cvae, side, side, device=sos.device)  # accumulated in fp32
         indices, hidden, prefix = [], [], []
         self.set_kv_cache(use_cache)
         try:
@@ -211,7 +216,8 @@ class RestoreVARPrior(nn.Module):
                 f_hat, next_map = quantizer.next_autoregressive_input(si, f_hat, quantizer.lookup(idx_Bl, pn))
                 if si + 1 < len(self.patch_nums):
                     nstart, nend = self.begin_ends[si + 1]
-                    token_map = self.word_embed(next_map.flatten(2).transpose(1, 2)) + lvl_pos[:, nstart:nend]
+                    next_BlCv = next_map.flatten(2).transpose(1, 2).to(self.dtype)
+                    token_map = self.word_embed(next_BlCv) + lvl_pos[:, nstart:nend]
         finally:
             self.set_kv_cache(False)
         return SampleOutput(f_hat, indices, torch.cat(hidden, dim=1))
