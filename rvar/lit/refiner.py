@@ -73,6 +73,7 @@ class RefinerModule(RVARModule):
         loss = F.l1_loss(refined_BNC, target_BNC)
         B = f_hat_BNC.shape[0]
         self.log_metric("latent_l1", loss, B, stage, prog_bar=True)
+        self.log_metric("loss", loss, B, stage)  # every stage logs stage/loss (lightning_config monitors val/loss)
         if stage != "train":
             self.log_metric("latent_l1_before", F.l1_loss(f_hat_BNC, target_BNC), B, stage)
             self._log_images(batch, f_hat_BNC, refined_BNC, side, stage, batch_idx)

@@ -91,7 +91,7 @@ def test_refiner_fit_on_reference_weights(rvar_data_home, tmp_path):
     source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
     module = RefinerModule(str(source), refiner_dim=64, refiner_depth=1, refiner_heads=2, refiner_mlp_dim=128)
     trainer = fit(module, rvar_data_home, tmp_path)
-    assert_finite_logged(trainer, "train/latent_l1", "val/latent_l1", "val/psnr_before", "val/psnr_after",
+    assert_finite_logged(trainer, "train/latent_l1", "val/latent_l1", "val/loss", "val/psnr_before", "val/psnr_after",
                          "val/ssim_after")
     for name in ("export.ckpt", "lightning.ckpt"):
         ckpt = load_checkpoint(tmp_path / name, kinds=("restorer",))
