@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: demo test clean-demo
+.PHONY: demo test venv
 
 venv: $(VENV)/.installed
 
@@ -12,11 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -e ".[dev]"
 	touch $@
 
-# The most complete pipeline so far: the embedded photos, degraded by every registered degradation.
+# The main job on the embedded default: train every tiny stage, compare with the baselines, write a report.
 demo: venv
-	$(VENV)/bin/python -c "from rvar.data import ensure_embedded; print(ensure_embedded())" > $(VENV)/.embedded_root
-	$(VENV)/bin/rvar degrade "$$(cat $(VENV)/.embedded_root)/val" --degradations all -o outputs/demo
-	@echo "contact sheet: outputs/demo/contact_sheet.png"
+	$(VENV)/bin/rvar demo --out outputs/demo
 
 test: venv
 	NO_ALBUMENTATIONS_UPDATE=1 $(VENV)/bin/python -m pytest -q tests
