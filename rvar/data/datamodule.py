@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rvar.data.datasets import CleanFolderDataset, EpochSampler, PairedDataset, source_kind
 from rvar.data.degrade import DegradationPipeline
@@ -131,10 +132,25 @@ class DegradationDataModule(L.LightningDataModule):
         dataset = self.datasets[split]
         if dataset is None:
             return []
-        sampler = EpochSampler(len(dataset), self.seed) if train else None
+        sampler = self._train_sampler(len(dataset)) if train else None
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           worker_init_fn=_worker_init if self.num_workers > 0 else None, drop_last=False)
+
+    def _train_sampler(self, samples: int) -> Sampler:
+        """The training keys; under DDP split between ranks here, in :class:`EpochSampler`'s own order.
+
+        Left to Lightning, the sampler would be wrapped with ``shuffle=True``, which permutes the keys again
+        with Lightning's seed. Split in order (rank r gets keys r, r + W, ...), W ranks with batch b see per
+        step the samples one process sees with batch W * b, so a DDP run trains like a single-process one.
+        Lightning leaves a ``DistributedSampler`` as it is (and still calls ``set_epoch``).
+        """
+        sampler: Sampler = EpochSampler(samples, self.seed)
+        split = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        if split and split.get("num_replicas", 1) > 1:
+            sampler = DistributedSamplerWrapper(sampler, num_replicas=split["num_replicas"], rank=split["rank"],
+                                                shuffle=False)
+        return sampler
 
     def train_dataloader(self):
         return self._loader("train", train=True)

@@ -10,7 +10,7 @@ A *source* is one of:
   dataset}`` entries, paths relative to the manifest's folder.
 
 Keys and randomness. Training sets are indexed by keys ``epoch * samples + slot`` produced by
-:class:`EpochSampler` (Lightning wraps it with a distributed sampler under DDP and forwards ``set_epoch``).
+:class:`EpochSampler` (split in order between ranks under DDP; ``set_epoch`` is forwarded to it).
 Everything random about a sample (which image, the crop, the degradation) comes from generators seeded by
 ``(seed, stream, key)``, so it is the same in any worker or rank. Training images are drawn *with replacement*,
 so a handful of photos yields ``samples`` different crops per epoch. Validation and test keys are plain indices:
@@ -155,8 +155,8 @@ def crop_box(height: int, width: int, size: int, generator: Optional[torch.Gener
 class EpochSampler(Sampler[int]):
     """Yields the training keys ``epoch * samples + slot`` for ``slot`` in ``range(samples)``.
 
-    Lightning calls :meth:`set_epoch` (directly, or through its distributed wrapper under DDP, which also
-    shuffles and splits the keys between ranks), so each epoch gets fresh crops and degradations.
+    Lightning calls :meth:`set_epoch` (directly, or through the distributed wrapper that splits the keys
+    between ranks under DDP, see ``DegradationDataModule``), so each epoch gets fresh crops and degradations.
     """
 
     def __init__(self, samples: int, seed: int = 0, shuffle: bool = True) -> None:

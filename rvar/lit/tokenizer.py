@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 
+from rvar.data.degrade import sample_seed
 from rvar.errors import UserError
 from rvar.lit.base import RVARModule, restorevar_adamw, to_signed, to_unit
 from rvar.lit.gan import PatchDiscriminator, hinge_discriminator_loss, hinge_generator_loss
@@ -146,9 +147,15 @@ class TokenizerModule(RVARModule):
     # ---- codebook upkeep ---------------------------------------------------------------------------
     @torch.no_grad()
     def residual_latents(self, clean_B3HW: torch.Tensor) -> torch.Tensor:
-        """What the quantiser looks up at every scale (the area-pooled residuals), as rows (N, C)."""
+        """What the quantiser looks up at every scale (the area-pooled residuals), as rows (N, C).
+
+        Under DDP the latents of every rank's batch are gathered first (in rank order), so all ranks get the
+        same candidates: those of the global batch, as one process with that batch would.
+        """
         quantizer = self.tokenizer.quantize
         f_BChw = self.tokenizer.encode_continuous(clean_B3HW).float()
+        if self.trainer.world_size > 1:
+            f_BChw = self.all_gather(f_BChw).flatten(0, 1)  # (W, B, C, h, w) -> (W * B, C, h, w)
         _, f_hats = quantizer.quantize(f_BChw)
         rows, previous = [], torch.zeros_like(f_BChw)
         for si, pn in enumerate(quantizer.patch_nums):
@@ -158,8 +165,14 @@ class TokenizerModule(RVARModule):
         return torch.cat(rows)
 
     @torch.no_grad()
-    def restart_codes(self, clean_B3HW: torch.Tensor, everything: bool) -> int:
-        """Re-draw unused (or all) codewords from this batch's residual latents; returns how many."""
+    def restart_codes(self, clean_B3HW: torch.Tensor, everything: bool, step: int = 0) -> int:
+        """Re-draw unused (or all) codewords from the global batch's residual latents; returns how many.
+
+        The draw uses its own generator seeded from (``torch.initial_seed()``, ``step``), not the global RNG:
+        Lightning re-seeds that after the model is built under DDP only, and a resumed run does not get it
+        back, so a draw from it would differ between 1 and N processes and between resumed and straight runs.
+        Rank 0's draw is broadcast, so the ranks keep one codebook whatever their seeds.
+        """
         quantizer = self.tokenizer.quantize
         hits_V = quantizer.ema_vocab_hit_SV.sum(0)
         dead_V = torch.ones_like(hits_V, dtype=torch.bool) if everything else hits_V < 0.03 * hits_V.mean()
@@ -167,8 +180,10 @@ class TokenizerModule(RVARModule):
         if count == 0:
             return 0
         pool_NC = self.residual_latents(clean_B3HW)
-        pick = torch.randint(pool_NC.shape[0], (count,), device=pool_NC.device)
-        fresh = pool_NC[pick] + 0.01 * pool_NC.std() * torch.randn_like(pool_NC[pick])
+        generator = torch.Generator().manual_seed(sample_seed(torch.initial_seed(), "codebook_restart", step))
+        pick = torch.randint(pool_NC.shape[0], (count,), generator=generator)
+        noise = torch.randn(count, pool_NC.shape[1], generator=generator).to(pool_NC.device)
+        fresh = pool_NC[pick.to(pool_NC.device)] + 0.01 * pool_NC.std() * noise
         fresh = self.trainer.strategy.broadcast(fresh, 0)  # every rank keeps the same codebook
         quantizer.embedding.weight.data[dead_V] = fresh.to(quantizer.embedding.weight.dtype)
         quantizer.ema_vocab_hit_SV[:, dead_V] = 0.0  # still unused at the next check: drawn again
@@ -181,7 +196,7 @@ class TokenizerModule(RVARModule):
         step = self.trainer.fit_loop.total_batch_idx
         fresh_start = step == 0 and self.init_from is None
         if fresh_start or (step > 0 and step % every == 0):
-            restarted = self.restart_codes(to_signed(batch["clean"]), everything=fresh_start)
+            restarted = self.restart_codes(to_signed(batch["clean"]), everything=fresh_start, step=step)
             self.log("train/codes_restarted", float(restarted), on_step=True, on_epoch=False, batch_size=1)
 
     # ---- steps --------------------------------------------------------------------------------------
