@@ -17,8 +17,12 @@ Random weights (speed does not depend on them); nothing is downloaded.
 sizes: tiny (64 px, 4x4 latent), d16-256 (16x16), d16-512 (32x32). --quick runs tiny and d16-256 with one
 repeat (a few minutes on 2 CPU cores); the default runs all three.
 
+--pipeline adds the whole restorer per image (tokenizer + prior + refiner + decoder), fp32 vs bf16, with peak
+memory, each configuration in a fresh process.
+
 example:
   rvar bench --quick --json bench.json
+  rvar bench --sizes d16-256,d16-512 --pipeline-only
   rvar bench --sizes tiny --json tiny.json
 """
 
@@ -29,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, help="timed repeats per measurement (default 3 tiny, 1 at d16 with "
                                                     "--quick, 3 otherwise)")
     parser.add_argument("--json", dest="json_path", help="also write the report as JSON to this file")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="also time the whole restorer (tokenizer + prior + refiner + decoder) per image, fp32 "
+                             "and bf16, with peak memory, each in a fresh process")
+    parser.add_argument("--pipeline-only", action="store_true", help="only the --pipeline measurements")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,9 +49,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--sizes: unknown size(s) {', '.join(unknown) or '(none)'}; known: {', '.join(SIZES)}")
     if args.repeats is not None and args.repeats < 1:
         raise UserError("--repeats must be at least 1")
-    report = run_bench(sizes, quick=args.quick, repeats=args.repeats, log=lambda m: print(m, file=sys.stderr))
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    report = {} if args.pipeline_only else run_bench(sizes, quick=args.quick, repeats=args.repeats, log=log)
     report["command"] = "rvar bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "rvar bench"
-    print(format_table(report))
+    if not args.pipeline_only:
+        print(format_table(report))
+    if args.pipeline or args.pipeline_only:
+        from rvar.bench_pipeline import format_pipeline, run_pipeline_bench
+
+        report["pipeline"] = run_pipeline_bench([s for s in sizes if s in ("tiny", "d16-256", "d16-512")],
+                                                repeats=args.repeats or 1, log=log)
+        print(format_pipeline(report["pipeline"]))
     if args.json_path:
         path = Path(args.json_path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,104 @@
+"""End-to-end restore cost (``rvar bench --pipeline``): tokenizer, prior, refiner and decoder together.
+
+For each size (d16 at 256 and 512 px, and the tiny parity size) and precision (fp32, bf16 autocast), a fresh
+process builds a restorer with random weights (speed does not depend on them), restores one image after one
+untimed warm-up, and reports seconds per image, the tokenizer's encode+decode seconds on the same image, and
+the process's peak resident memory (weights included). A fresh process per configuration keeps the memory
+high-water marks apart.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Sequence
+
+PIPELINE_SIZES = ("tiny", "d16-256", "d16-512")
+PRECISIONS = ("fp32", "bf16")
+
+
+def build(size: str):
+    import torch
+
+    from rvar.nn.prior import PriorConfig
+    from rvar.nn.refiner import RefinerConfig
+    from rvar.nn.restorer import Restorer
+    from rvar.nn.tokenizer import TokenizerConfig
+
+    if size == "tiny":
+        tok, prior, ref = TokenizerConfig.tiny(), PriorConfig.tiny(), RefinerConfig.tiny()
+    elif size == "d16-256":
+        tok, prior = TokenizerConfig.vq_f16_256(), PriorConfig.d16_256()
+        ref = RefinerConfig.for_prior(16, prior.num_tokens, 32, prior.embed_dim)
+    elif size == "d16-512":
+        tok, prior, ref = TokenizerConfig.vq_f16_512(), PriorConfig.d16_512(), RefinerConfig.d16_512()
+    else:
+        raise ValueError(f"unknown pipeline size {size!r}; known: {', '.join(PIPELINE_SIZES)}")
+    torch.manual_seed(0)
+    return Restorer(tok, prior, ref).eval()
+
+
+def measure(size: str, precision: str, repeats: int = 1) -> Dict[str, Any]:
+    """Run in the current process: seconds per restored image and peak memory."""
+    import torch
+
+    import rvar.registry
+
+    rvar.registry.load_plugins()
+    restorer = build(size)
+    side = restorer.image_size
+    img = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else None
+
+    def timed(fn: Callable[[], Any]) -> float:
+        best = float("inf")
+        with torch.inference_mode():
+            if ctx is None:
+                fn()
+            else:
+                with ctx():
+                    fn()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                if ctx is None:
+                    fn()
+                else:
+                    with ctx():
+                        fn()
+                best = min(best, time.perf_counter() - start)
+        return best
+
+    restore_s = timed(lambda: restorer.restore(img))
+    tokenizer_s = timed(lambda: restorer.tokenizer.reconstruct(img))
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    params = sum(p.numel() for p in restorer.parameters())
+    return {"size": size, "image_size": side, "precision": precision, "restore_seconds": restore_s,
+            "tokenizer_encode_decode_seconds": tokenizer_s, "peak_memory_mib": peak_mib, "parameters": params,
+            "threads": torch.get_num_threads()}
+
+
+def run_pipeline_bench(sizes: Sequence[str], precisions: Sequence[str] = PRECISIONS, repeats: int = 1,
+                       log: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+    results = []
+    for size in sizes:
+        for precision in precisions:
+            log(f"[pipeline {size} {precision}] restoring one image in a fresh process ...")
+            code = (f"import json; from rvar.bench_pipeline import measure; "
+                    f"print(json.dumps(measure({size!r}, {precision!r}, {int(repeats)})))")
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"pipeline bench {size}/{precision} failed: {proc.stderr.strip()[-500:]}")
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def format_pipeline(results: List[Dict[str, Any]]) -> str:
+    lines = ["| size | precision | parameters | restore s / image | tokenizer encode+decode s | peak memory MiB |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['size']} ({r['image_size']} px) | {r['precision']} | {r['parameters'] / 1e6:.1f} M | "
+                     f"{r['restore_seconds']:.3f} | {r['tokenizer_encode_decode_seconds']:.3f} | "
+                     f"{r['peak_memory_mib']:.0f} |")
+    return "\n".join(lines)

@@ -1,0 +1,13 @@
+"""`rvar bench --pipeline` measurement at the tiny size (plumbing; speed numbers live in BENCHMARKS.md)."""
+from __future__ import annotations
+
+from rvar.bench_pipeline import format_pipeline, measure
+
+
+def test_tiny_pipeline_measurement_has_every_field():
+    result = measure("tiny", "fp32")
+    assert result["image_size"] == 64 and result["parameters"] > 1_000_000
+    assert result["restore_seconds"] > 0 and result["tokenizer_encode_decode_seconds"] > 0
+    assert result["peak_memory_mib"] > 0
+    table = format_pipeline([result])
+    assert "tiny (64 px)" in table and "fp32" in table
