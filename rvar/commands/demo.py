@@ -21,8 +21,8 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
-    parser.add_argument("--minutes", type=float, default=14.0,
-                        help="wall-time budget for training and comparing (default 14; stage start-up adds a little)")
+    parser.add_argument("--minutes", type=float, default=15.0,
+                        help="wall-time budget for the whole demo after install (default 15), shared between stages")
     parser.add_argument("--fresh", action="store_true", help="delete OUT first and retrain every stage")
 
 
