@@ -37,7 +37,7 @@ class Stage:
     output: str  # exported checkpoint file name under OUT
     reads: Dict[str, str] = field(default_factory=dict)  # model init_args key -> checkpoint file name under OUT
     config: Optional[str] = None
-    min_seconds: int = 20
+    min_seconds: int = 5
 
     @property
     def config_path(self) -> Path:
