@@ -26,8 +26,11 @@ LIGHTNING_COMMANDS: Dict[str, str] = {
 }
 DEFAULT_CONFIG = Path(rvar.__file__).resolve().parents[1] / "lightning_config.yaml"
 EXAMPLES = """examples:
+  rvar demo                                    # the whole method on the embedded photos (~15 min, 2 CPU cores)
+  rvar restore photo.jpg --ckpt outputs/demo/restorevar.ckpt -o restored/
+  rvar import-checkpoint --vae vae_ch160v4096z32.pth --var restorevar.pth -o restorevar.ckpt
+  rvar fit --config experiments/tiny/tokenizer.yaml
   rvar degrade photos/ --degradations rain,haze -o outputs/degraded
-  rvar fit --config experiments/tiny/tokenizer.yaml --trainer.max_epochs 1
   rvar plugins --kind degradations"""
 
 
