@@ -62,9 +62,11 @@ def test_config_parses(path):
 
 @pytest.fixture(scope="module")
 def tiny_inputs(tmp_path_factory) -> dict:
-    """A tiny restorer file (random weights), usable as tokenizer, prior and restorer checkpoint."""
+    """A restorer file (random weights) with the tiny configs' geometry, usable as tokenizer and prior checkpoint."""
     folder = tmp_path_factory.mktemp("tiny_inputs")
-    restorer = Restorer(TokenizerConfig.tiny(), PriorConfig.tiny(), None)
+    sizes = {name: yaml.safe_load((ROOT / "experiments" / "tiny" / f"{name}.yaml").read_text())["model"]["init_args"][name]
+             for name in ("tokenizer", "prior")}
+    restorer = Restorer(TokenizerConfig(**sizes["tokenizer"]), PriorConfig(**sizes["prior"]), None)
     configs, sd = restorer_payload(restorer)
     return {"prior": save_checkpoint(folder / "prior.ckpt", "prior", configs, sd)}
 

@@ -78,3 +78,16 @@ class TokenizerConfig:
     def tiny(cls, patch_nums: Tuple[int, ...] = (1, 2, 3, 4)) -> "TokenizerConfig":
         """The reference parity size: 64x64 images, V=64, ch=32 (trains on CPU in minutes)."""
         return cls(vocab_size=64, z_channels=32, ch=32, patch_nums=patch_nums)
+
+    @classmethod
+    def cpu_f8(cls) -> "TokenizerConfig":
+        """The CPU demo size (``experiments/tiny``): 64x64 images, 8x downsampling to an 8x8 latent, V=256.
+
+        One width (32) at every resolution and no residual blocks in the encoder stages (the decoder keeps one
+        per resolution, the middle blocks stay), no attention: 0.29 M parameters. Shallow trains far faster per
+        CPU second than deeper or wider layouts: about 21 dB val PSNR (VQ and continuous path) after 3 min on
+        one core, against ~16 dB for 8x variants with residual blocks and widths 32-128 (and ~14 dB for
+        :meth:`tiny` after 800 steps).
+        """
+        return cls(vocab_size=256, z_channels=32, ch=32, ch_mult=(1, 1, 1, 1), num_res_blocks=0,
+                   patch_nums=(1, 2, 3, 4, 6, 8), using_sa=False, using_mid_sa=False)
