@@ -90,6 +90,14 @@ class BaselineModule(L.LightningModule):
             return torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0)
         return self.optimizer(params)
 
+    def rvar_payload(self):
+        """(kind, configs, meta) for :class:`rvar.lit.export.ExportCheckpoint` (``rvar demo`` exports baselines)."""
+        configs, _ = baseline_payload(self, with_state=False)
+        return "baseline", configs, {"stage": self.name, "parameters": self.num_parameters()}
+
+    def rvar_state_dict(self) -> Dict[str, torch.Tensor]:
+        return baseline_payload(self)[1]
+
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         """Add the rvar checkpoint keys next to Lightning's, so :func:`rvar.nn.checkpoints.load_checkpoint` and
         :func:`rvar_plugins.baselines.loading.load_baseline` read the file."""
