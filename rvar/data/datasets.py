@@ -207,17 +207,32 @@ class CleanFolderDataset(_KeyedDataset):
     """
 
     def __init__(self, folders: Sequence[str | Path], crop_size: int, train: bool, samples: Optional[int] = None,
-                 pipeline: Optional[DegradationPipeline] = None, seed: int = 0, stream: str = "train") -> None:
+                 pipeline: Optional[DegradationPipeline] = None, seed: int = 0, stream: str = "train",
+                 cache_bytes: int = 512 * 2**20) -> None:
         self.paths = scan_clean_folders(folders)
         super().__init__(crop_size, train, samples or len(self.paths), seed, stream)
         self.pipeline = pipeline
+        # decoded images, kept while they fit in cache_bytes (per process): decoding a large PNG costs far
+        # more than cropping and degrading it, and training draws many crops from few photos
+        self.cache_bytes, self._cache, self._cached_bytes = int(cache_bytes), {}, 0
+
+    def image(self, number: int) -> torch.Tensor:
+        """Image ``number`` as (3, H, W) in [0, 1], at least crop-sized; decoded once while the cache has room."""
+        if number in self._cache:
+            return self._cache[number]
+        path = self.paths[number]
+        image_CHW = fit_crop(read_image(path).rgb, self.crop_size, path)
+        size = image_CHW.numel() * image_CHW.element_size()
+        if self._cached_bytes + size <= self.cache_bytes:
+            self._cache[number] = image_CHW
+            self._cached_bytes += size
+        return image_CHW
 
     def __getitem__(self, key: int) -> Dict[str, object]:
         crop_gen = self.generator(key, "crop") if self.train else None
         number = int(torch.randint(0, len(self.paths), (1,), generator=crop_gen)) if self.train \
             else key % len(self.paths)
-        path = self.paths[number]
-        image_CHW = fit_crop(read_image(path).rgb, self.crop_size, path)
+        image_CHW = self.image(number)
         top, left = crop_box(image_CHW.shape[1], image_CHW.shape[2], self.crop_size, crop_gen)
         clean_CHW = image_CHW[:, top:top + self.crop_size, left:left + self.crop_size].contiguous()
         seed = sample_seed(self.seed, self.stream, key)
