@@ -96,6 +96,18 @@ def load_contenders(paths: Sequence[str], labels: Optional[str], steps: Optional
     return out
 
 
+INPUT_LABEL = "degraded input"
+
+
+def input_contender() -> Contender:
+    """The degraded images themselves, scored like a model: the floor every restorer must beat."""
+    from rvar.inference import LoadedModel
+
+    identity = LoadedModel(fn=lambda x: x, native=None, kind="input", description=INPUT_LABEL,
+                           module=torch.nn.Identity())
+    return Contender(INPUT_LABEL, "-", identity, 0, 0)
+
+
 # ---- 2. test images -----------------------------------------------------------------------------------------
 @dataclass
 class Sample:
@@ -234,6 +246,7 @@ def write_markdown(path: Path, table: List[Dict], header: str) -> None:
 def write_grids(out_dir: Path, contenders: List[Contender], samples: List[Sample], images: Dict) -> List[Path]:
     from rvar.io import save_grid
 
+    contenders = [c for c in contenders if c.label != INPUT_LABEL]  # the grid has a degraded column already
     paths = []
     for degradation in sorted({s.degradation for s in samples}):
         numbers = [n for n, s in enumerate(samples) if s.degradation == degradation]
@@ -254,6 +267,11 @@ def write_plot(path: Path, table: List[Dict]) -> None:
     overall = [r for r in table if r["degradation"] == "overall"]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for r in overall:
+        if r["model"] == INPUT_LABEL:  # no time to plot: a reference line
+            ax.axhline(r["psnr"], color="grey", linestyle="--", linewidth=1)
+            ax.annotate(f"{INPUT_LABEL} {r['psnr']:.2f} dB", (0.02, r["psnr"]), xycoords=("axes fraction", "data"),
+                        textcoords="offset points", xytext=(0, 3), fontsize=8, color="grey")
+            continue
         ax.scatter(r["seconds_per_image"], r["psnr"], s=40)
         ax.annotate(f"{r['model']} ({r['sampling_steps']} steps)", (r["seconds_per_image"], r["psnr"]),
                     textcoords="offset points", xytext=(5, 4), fontsize=8)
@@ -300,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data != "embedded-val" and not Path(args.data).exists():
         raise UserError(f"{args.data}: no such test set (use embedded-val, a folder or a manifest)")
     names = degradation_names(args.degradations)
-    contenders = load_contenders(args.checkpoints, args.labels, args.steps)
+    contenders = load_contenders(args.checkpoints, args.labels, args.steps) + [input_contender()]
     natives = sorted({c.model.native for c in contenders if c.model.native})
     size = args.size or (natives[-1] if natives else 256)
     samples = load_samples(args.data, names, size, args.seed, args.max_images)

@@ -54,10 +54,11 @@ def test_compare_end_to_end(checkpoints, tmp_path, rvar_data_home, monkeypatch, 
     with open(out / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
     pairs = {(r["model"], r["degradation"]) for r in rows}
-    assert pairs == {(m, d) for m in ("restorevar", "ldm", "nafnet") for d in ("rain", "low_light", "overall")}
+    assert pairs == {(m, d) for m in ("restorevar", "ldm", "nafnet", "degraded input")
+                     for d in ("rain", "low_light", "overall")}
     assert all(float(r["seconds_per_image"]) > 0 and float(r["psnr"]) > 0 for r in rows)
     steps = {r["model"]: r["sampling_steps"] for r in rows}
-    assert steps == {"restorevar": "4", "ldm": "2", "nafnet": "1"}
+    assert steps == {"restorevar": "4", "ldm": "2", "nafnet": "1", "degraded input": "0"}
 
     import mlflow
 
