@@ -70,6 +70,7 @@ def derive_config(stage: Stage, out: Path, seconds: int) -> dict:
     trainer = cfg.setdefault("trainer", {})
     trainer["default_root_dir"] = str(out / "runs" / stage.name)
     trainer["max_time"] = _seconds_to_max_time(seconds)
+    trainer["max_steps"], trainer["max_epochs"] = -1, -1  # the time budget decides when each stage ends
     callbacks = [c for c in trainer.get("callbacks+", []) or [] if not str(c.get("class_path", "")).endswith("ExportCheckpoint")]
     callbacks.append({"class_path": "rvar.lit.export.ExportCheckpoint", "init_args": {"path": str(out / stage.output)}})
     trainer["callbacks+"] = callbacks

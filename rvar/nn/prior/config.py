@@ -21,6 +21,9 @@ class PriorConfig:
         norm_eps: epsilon of the parameter-free LayerNorms.
         rope_base: RoPE frequency base.
         drop_rate / attn_drop_rate / drop_path_rate: regularisation (0 in RestoreVAR's fine-tuning).
+        condition_gain_init: initial value of every cross-attention gain and of the global-embedding gain.
+            0 (RestoreVAR): fine-tuned from VAR, the prior starts as the unconditional model. A prior trained
+            from scratch learns to use the condition much sooner from a non-zero start (the tiny configs use 1).
     """
 
     depth: int = 16
@@ -37,6 +40,7 @@ class PriorConfig:
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
+    condition_gain_init: float = 0.0
 
     def __post_init__(self) -> None:
         self.patch_nums = tuple(int(p) for p in self.patch_nums)

@@ -122,7 +122,8 @@ class RestoreVARPrior(nn.Module):
 
     # ---- initialisation ------------------------------------------------------------------------------
     def init_weights(self) -> None:
-        """VAR-style init: truncated normal sqrt(1/3C), residual projections scaled by depth, zero gains."""
+        """VAR-style init: truncated normal sqrt(1/3C), residual projections scaled by depth, condition gains at
+        ``condition_gain_init`` (zero for RestoreVAR)."""
         std = math.sqrt(1 / self.config.embed_dim / 3)
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -137,9 +138,9 @@ class RestoreVARPrior(nn.Module):
         for block in self.blocks:
             block.attn.proj.weight.data.div_(math.sqrt(2 * self.config.depth))
             block.ffn.fc2.weight.data.div_(math.sqrt(2 * self.config.depth))
-            nn.init.zeros_(block.cross_attn.gain)
+            nn.init.constant_(block.cross_attn.gain, self.config.condition_gain_init)
         self.head.weight.data.mul_(0.02)
-        nn.init.zeros_(self.global_embed_gain)
+        nn.init.constant_(self.global_embed_gain, self.config.condition_gain_init)
 
     # ---- shared pieces -------------------------------------------------------------------------------
     def _embed_condition(self, cond_BSCv: torch.Tensor):
