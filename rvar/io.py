@@ -13,7 +13,6 @@ Rules kept here so that no command has to remember them:
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Set, Tuple
@@ -23,6 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from rvar.errors import ImageError, UserError
+from rvar.files import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
@@ -146,17 +146,8 @@ def write_image(path: str | os.PathLike, rgb_3HW: torch.Tensor, like: Optional[L
     if rgb.ndim != 3 or rgb.shape[0] != 3:
         raise ValueError(f"write_image expects a (3, H, W) tensor, got {tuple(rgb.shape)}")
     img = _to_pil(rgb, like, fmt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            img.save(handle, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda handle: img.save(handle, format=fmt,
+                                                      **({"quality": 95} if fmt in ("JPEG", "WEBP") else {})))
 
 
 def _to_pil(rgb: torch.Tensor, like: Optional[LoadedImage], fmt: str) -> Image.Image:
@@ -253,14 +244,4 @@ def save_grid(path: str | os.PathLike, rows: Sequence[Sequence[Optional[torch.Te
             draw.text((pad + 2, top), row_labels[r][:24], fill="white", font=font)
     path = Path(path)
     _check_not_input(path, inputs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            sheet.save(handle, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda handle: sheet.save(handle, format="PNG"))

@@ -16,13 +16,13 @@ Lightning checkpoints written by rvar's LightningModules carry the same keys nex
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 
 from rvar.errors import CheckpointError
+from rvar.files import atomic_write
 from rvar.nn.prior import PriorConfig, RestoreVARPrior
 from rvar.nn.refiner import LatentRefiner, RefinerConfig
 from rvar.nn.restorer import Restorer
@@ -55,19 +55,9 @@ def save_checkpoint(path: str | os.PathLike, kind: str, configs: Mapping[str, An
     """Write an rvar checkpoint atomically (temp file in the same folder, then rename)."""
     if kind not in KINDS:
         raise ValueError(f"unknown checkpoint kind {kind!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"rvar_format": FORMAT_VERSION, "kind": kind, "configs": dict(configs),
                "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": dict(meta or {})}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def load_checkpoint(path: str | os.PathLike, kinds: Optional[Iterable[str]] = None) -> Dict[str, Any]:
