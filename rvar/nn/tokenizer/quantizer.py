@@ -12,7 +12,7 @@ l = pn*pn tokens of one scale, L tokens of all scales, V vocabulary size, S numb
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -121,25 +121,30 @@ class MultiScaleQuantizer(nn.Module):
             h_BCpp = F.interpolate(h_BCpp, size=size, mode="bicubic")
         return self.phi(si, h_BCpp)
 
-    # ---- inference-time quantisation -----------------------------------------------------------------
-    @torch.no_grad()
-    def quantize(self, f_BChw: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-        """Continuous latent -> (indices per scale (B, l), accumulated f_hat after each scale (B, C, h, w))."""
+    # ---- residual quantisation, shared by inference and training -------------------------------------
+    def residual_scales(self, f_BChw: torch.Tensor) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (indices (B, l), accumulated f_hat (B, C, h, w)) after each scale, small to large.
+
+        The nearest-code search runs on the detached residual; f_hat keeps gradients to the codebook and phi.
+        """
         B, C, H, W = f_BChw.shape
         if self.patch_nums[-1] != H or self.patch_nums[-1] != W:
             raise ValueError(f"latent is {H}x{W} but the last scale is {self.patch_nums[-1]}")
         f_rest = f_BChw.detach().clone()
         f_hat = torch.zeros_like(f_rest)
-        indices, f_hats = [], []
         for si, pn in enumerate(self.patch_nums):
             z_BCpp = f_rest if si == self.num_scales - 1 else F.interpolate(f_rest, size=(pn, pn), mode="area")
-            idx_N = self.nearest_code(z_BCpp.permute(0, 2, 3, 1).reshape(-1, C))
-            h_BChw = self._upsample(si, self.lookup(idx_N.view(B, pn * pn), pn), (H, W))
+            idx_Bl = self.nearest_code(z_BCpp.permute(0, 2, 3, 1).reshape(-1, C)).view(B, pn * pn)
+            h_BChw = self._upsample(si, self.lookup(idx_Bl, pn), (H, W))
             f_hat = f_hat + h_BChw
-            f_rest = f_rest - h_BChw
-            indices.append(idx_N.view(B, pn * pn))
-            f_hats.append(f_hat)
-        return indices, f_hats
+            f_rest = f_rest - h_BChw.detach()
+            yield idx_Bl, f_hat
+
+    @torch.no_grad()
+    def quantize(self, f_BChw: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """Continuous latent -> (indices per scale (B, l), accumulated f_hat after each scale (B, C, h, w))."""
+        indices, f_hats = zip(*self.residual_scales(f_BChw))
+        return list(indices), list(f_hats)
 
     def indices_to_fhat(self, idx_Bl: Sequence[torch.Tensor]) -> torch.Tensor:
         """Indices of every scale -> the final quantised latent (B, C, h, w)."""
@@ -174,22 +179,14 @@ class MultiScaleQuantizer(nn.Module):
     def forward(self, f_BChw: torch.Tensor) -> QuantizerOutput:
         """Quantise with losses and a straight-through estimator; updates the hit EMA when training."""
         f_BChw = f_BChw.float()
-        B, C, H, W = f_BChw.shape
         f_no_grad = f_BChw.detach()
-        f_rest = f_no_grad.clone()
-        f_hat = torch.zeros_like(f_rest)
         vq_loss = f_BChw.new_zeros(())
         indices, hits = [], []
-        for si, pn in enumerate(self.patch_nums):
-            z_BCpp = f_rest if si == self.num_scales - 1 else F.interpolate(f_rest, size=(pn, pn), mode="area")
-            idx_N = self.nearest_code(z_BCpp.permute(0, 2, 3, 1).reshape(-1, C))
-            h_BChw = self._upsample(si, self.lookup(idx_N.view(B, pn * pn), pn), (H, W))
-            f_hat = f_hat + h_BChw
-            f_rest = f_rest - h_BChw.detach()
+        for idx_Bl, f_hat in self.residual_scales(f_BChw):
             # codebook term pulls codes to the encoder output, commitment term (beta) pulls the encoder
             vq_loss = vq_loss + F.mse_loss(f_hat, f_no_grad) + self.beta * F.mse_loss(f_hat.detach(), f_BChw)
-            indices.append(idx_N.view(B, pn * pn))
-            hits.append(torch.bincount(idx_N, minlength=self.vocab_size).float())
+            indices.append(idx_Bl)
+            hits.append(torch.bincount(idx_Bl.flatten(), minlength=self.vocab_size).float())
         hit_SV = torch.stack(hits)
         if self.training:
             if dist.is_available() and dist.is_initialized():
