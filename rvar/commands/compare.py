@@ -22,30 +22,46 @@ DESCRIPTION = """Run every checkpoint (RestoreVAR restorers and baselines, in an
 OUTDIR/results.md and results.csv (per degradation and overall: PSNR, SSIM, LPIPS when its weights are present,
 seconds per image, parameters, sampling steps), OUTDIR/grid_<degradation>.png (degraded | each model | clean)
 and OUTDIR/quality_vs_time.png; the same files and metrics go to an MLflow run (MLFLOW_TRACKING_URI, default
-sqlite:///mlflow.db). Images are centre-cropped to --size (default: the models' native size, else 256).
+sqlite:///mlflow.db). Images are centre-cropped to --size (default 256 px) and restored through the same
+any-size path as `rvar restore` (--size-policy, default tile), so a 64 px model restores 256 px crops tile by tile.
 
---data is `embedded-val` (the scikit-image validation photos, degraded with --degradations), a folder of
-clean images (degraded likewise), a paired folder (input/ + target/) or a RestoreVAR JSON manifest.
-Degradations are reproducible from --seed. A bad checkpoint or data path stops before anything is written.
+For RestoreVAR checkpoints, OUTDIR/ladder.csv and a section of results.md give the quality ladder (where the dB go):
+the tokenizer's VQ and continuous round trips of the clean image (the ceilings), the prior alone, + refiner, and
++ fine-tuned decoder, per degradation. --ladder-from adds checkpoints scored for the ladder only (the demo passes
+the restorer before decoder fine-tuning).
+
+--data is `embedded-test` (photos no rvar training stage ever sees, degraded with --degradations),
+`embedded-val`, a folder of clean images (degraded likewise), a paired folder (input/ + target/) or a RestoreVAR
+JSON manifest. --degradations is a comma-separated list of registered names, each optionally with fixed
+strengths: `gaussian_noise:sigma=25`, `jpeg:quality=12`, `haze:beta=1.5:airlight=0.9`. Degradations are
+reproducible from --seed. A bad checkpoint or data path stops before anything is written.
 
 example:
-  rvar compare outputs/tiny/restorer.ckpt outputs/tiny/ldm/last.ckpt outputs/tiny/nafnet/last.ckpt \\
-      --data embedded-val --degradations rain,haze -o outputs/compare --steps 20
+  rvar compare outputs/demo/restorevar.ckpt outputs/demo/ldm.ckpt outputs/demo/nafnet.ckpt --steps 50 \\
+      --degradations haze,rain,snow,low_light,motion_blur,gaussian_noise:sigma=25,jpeg:quality=12 -o cmp
 """
 DEFAULT_DEGRADATIONS = ("haze", "rain", "snow", "low_light", "motion_blur")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoints", nargs="+", help="restorer / baseline checkpoints")
-    parser.add_argument("--data", default="embedded-val",
-                        help="embedded-val | clean folder | paired folder | manifest .json (default embedded-val)")
+    parser.add_argument("--data", default="embedded-test",
+                        help="embedded-test | embedded-val | clean folder | paired folder | manifest .json "
+                             "(default embedded-test: photos no training stage sees)")
     parser.add_argument("--degradations", "-d", default=",".join(DEFAULT_DEGRADATIONS),
-                        help="comma-separated registered degradations for clean test sets, or 'all'")
+                        help="comma-separated degradations for clean test sets, each NAME or NAME:KEY=VALUE[:...] "
+                             "(fixed strengths), or 'all'")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the degradations and samplers")
     parser.add_argument("--output", "-o", required=True, help="output folder")
     parser.add_argument("--steps", type=int, help="sampling steps of diffusion baselines (default: their own)")
     parser.add_argument("--max-images", type=int, help="at most this many images (per degradation for clean sets)")
-    parser.add_argument("--size", type=int, help="crop side in pixels (default: the models' native size)")
+    parser.add_argument("--size", type=int, default=256, help="centre-crop side in pixels (default 256)")
+    parser.add_argument("--size-policy", choices=("tile", "resize"), default="tile",
+                        help="how models of a smaller native size restore the crops (default tile, as rvar restore)")
+    parser.add_argument("--ladder", action=argparse.BooleanOptionalAction, default=True,
+                        help="quality ladder of RestoreVAR checkpoints (default on)")
+    parser.add_argument("--ladder-from", nargs="*", default=[], metavar="CKPT",
+                        help="further RestoreVAR checkpoints scored for the ladder only")
     parser.add_argument("--labels", help="comma-separated model labels (default: checkpoint file names)")
     parser.add_argument("--mlflow", action=argparse.BooleanOptionalAction, default=True,
                         help="log to MLflow (default on)")
@@ -97,6 +113,7 @@ def load_contenders(paths: Sequence[str], labels: Optional[str], steps: Optional
 
 
 INPUT_LABEL = "degraded input"
+EMBEDDED = {"embedded-test": "test", "embedded-val": "val"}
 
 
 def input_contender() -> Contender:
@@ -106,6 +123,21 @@ def input_contender() -> Contender:
     identity = LoadedModel(fn=lambda x: x, native=None, kind="input", description=INPUT_LABEL,
                            module=torch.nn.Identity())
     return Contender(INPUT_LABEL, "-", identity, 0, 0)
+
+
+def load_ladder_models(contenders: List[Contender], extra: Sequence[str]) -> list:
+    """The RestoreVAR contenders (and ``extra`` checkpoints) as ladder models, loaded before any work."""
+    from rvar.ladder import load_ladder_model
+
+    models = [load_ladder_model(c.path, c.label) for c in contenders if c.model.kind in ("restorer", "prior")]
+    labels = {c.label for c in contenders}
+    for path in extra:
+        label = Path(path).stem
+        while label in labels:
+            label += "'"
+        labels.add(label)
+        models.append(load_ladder_model(path, label))
+    return models
 
 
 # ---- 2. test images -----------------------------------------------------------------------------------------
@@ -126,33 +158,57 @@ def centre_crop(image_3HW: torch.Tensor, size: int, path: Path) -> torch.Tensor:
     return image_3HW[:, top:top + size, left:left + size].contiguous()
 
 
-def degradation_names(text: str) -> List[str]:
+@dataclass
+class DegradationSpec:
+    label: str  # as given, e.g. ``jpeg:quality=12``
+    name: str
+    options: Dict[str, object]
+
+
+def degradation_specs(text: str) -> List[DegradationSpec]:
+    """``haze,jpeg:quality=12`` -> specs; a fixed value ``v`` becomes the range ``[v, v]``."""
     from rvar.commands.degrade import parse_names
 
-    return parse_names(text)
+    specs = []
+    for item in ([text] if text.strip() == "all" else [t for t in text.split(",") if t.strip()]):
+        name, *settings = [part.strip() for part in item.split(":")]
+        options: Dict[str, object] = {}
+        for setting in settings:
+            key, sep, value = setting.partition("=")
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if not sep or not key or number is None:
+                raise UserError(f"--degradations: {item!r}: write strengths as NAME:KEY=NUMBER, e.g. jpeg:quality=12")
+            options[key] = [number, number]
+        for known in parse_names(name):
+            specs.append(DegradationSpec(item.strip() if known == name else known, known, options))
+    return specs
 
 
-def load_samples(data: str, names: List[str], size: int, seed: int, max_images: Optional[int]) -> List[Sample]:
+def load_samples(data: str, specs: List[DegradationSpec], size: int, seed: int,
+                 max_images: Optional[int]) -> List[Sample]:
     """The test set as (degraded, clean) crops of side ``size``."""
     from rvar.data.datasets import load_pairs, scan_clean_folders, source_kind
     from rvar.data.degrade import make_degradation, sample_seed
     from rvar.data.embedded import ensure_embedded
     from rvar.io import read_image
 
-    if data == "embedded-val":
-        kind, folder = "clean", ensure_embedded() / "val"
+    if data in EMBEDDED:
+        kind, folder = "clean", ensure_embedded() / EMBEDDED[data]
     else:
         kind, folder = source_kind(data), Path(data)
     samples: List[Sample] = []
     if kind == "clean":
         paths = scan_clean_folders([folder])[: max_images or None]
-        for name in names:
-            op = make_degradation(name)
-            for number, path in enumerate(paths):
-                clean = centre_crop(read_image(path).rgb, size, path)
-                generator = torch.Generator().manual_seed(sample_seed(seed, name, number))
+        cleans = [centre_crop(read_image(path).rgb, size, path) for path in paths]
+        for spec in specs:
+            op = make_degradation(spec.name, spec.options)
+            for number, (path, clean) in enumerate(zip(paths, cleans)):
+                generator = torch.Generator().manual_seed(sample_seed(seed, spec.label, number))
                 degraded = op(clean[None], generator)[0].clamp(0, 1)
-                samples.append(Sample(path.stem, name, degraded, clean))
+                samples.append(Sample(path.stem, spec.label, degraded, clean))
         return samples
     for entry in load_pairs([data])[: max_images or None]:
         both = torch.cat([read_image(entry.input_path).rgb, read_image(entry.target_path).rgb])
@@ -162,7 +218,7 @@ def load_samples(data: str, names: List[str], size: int, seed: int, max_images: 
 
 
 # ---- 3. running and scoring ---------------------------------------------------------------------------------
-def evaluate(contenders: List[Contender], samples: List[Sample], seed: int):
+def evaluate(contenders: List[Contender], samples: List[Sample], seed: int, policy: str = "tile"):
     """Per model and sample: restored image, seconds, PSNR, SSIM, LPIPS (or None)."""
     from tqdm import tqdm
 
@@ -180,7 +236,7 @@ def evaluate(contenders: List[Contender], samples: List[Sample], seed: int):
             torch.manual_seed(seed + number)
             start = time.perf_counter()
             with torch.inference_mode():
-                restored = apply_any_size(model.fn, sample.degraded, model.native, policy="resize")
+                restored = apply_any_size(model.fn, sample.degraded, model.native, policy=policy, batch_size=16)
             seconds = time.perf_counter() - start
             pred, target = restored[None].clamp(0, 1), sample.clean[None]
             rows.append({"model": contender.label, "degradation": sample.degradation, "image": sample.name,
@@ -315,31 +371,40 @@ def log_mlflow(out_dir: Path, table: List[Dict], params: Dict[str, str], experim
 def run(args: argparse.Namespace) -> int:
     if args.max_images is not None and args.max_images < 1:
         raise UserError("--max-images must be at least 1")
-    if args.data != "embedded-val" and not Path(args.data).exists():
-        raise UserError(f"{args.data}: no such test set (use embedded-val, a folder or a manifest)")
-    names = degradation_names(args.degradations)
+    if args.data not in EMBEDDED and not Path(args.data).exists():
+        raise UserError(f"{args.data}: no such test set (use embedded-test, embedded-val, a folder or a manifest)")
+    if args.size < 16:
+        raise UserError("--size must be at least 16 pixels")
+    specs = degradation_specs(args.degradations)
     contenders = load_contenders(args.checkpoints, args.labels, args.steps) + [input_contender()]
-    natives = sorted({c.model.native for c in contenders if c.model.native})
-    size = args.size or (natives[-1] if natives else 256)
-    samples = load_samples(args.data, names, size, args.seed, args.max_images)
+    ladder_models = load_ladder_models(contenders, args.ladder_from) if args.ladder else []
+    size = args.size
+    samples = load_samples(args.data, specs, size, args.seed, args.max_images)
     if not samples:
         raise UserError(f"{args.data}: no test images")
-    rows, images = evaluate(contenders, samples, args.seed)
+    rows, images = evaluate(contenders, samples, args.seed, args.size_policy)
     table = aggregate(rows, contenders)
+    if ladder_models:
+        from rvar.ladder import quality_ladder, write_ladder
+
+        ladder = quality_ladder(ladder_models, samples, args.seed, args.size_policy)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    header = (f"data `{args.data}`, {len(samples)} image(s) at {size} px, seed {args.seed}, "
+    header = (f"data `{args.data}`, {len(samples)} image(s) at {size} px ({args.size_policy} policy), seed {args.seed}, "
               f"degradations {', '.join(sorted({s.degradation for s in samples}))}; CPU, fp32, "
               f"{torch.get_num_threads()} threads; checkpoints: "
               + ", ".join(f"{c.label} = `{c.path}`" for c in contenders))
     write_csv(out_dir / "results.csv", table)
     write_markdown(out_dir / "results.md", table, header)
+    if ladder_models:
+        write_ladder(out_dir, ladder, out_dir / "results.md")
     grids = write_grids(out_dir, contenders, samples, images)
     write_plot(out_dir / "quality_vs_time.png", table)
     print((out_dir / "results.md").read_text())
     print(f"wrote {out_dir}/results.md, results.csv, quality_vs_time.png and {len(grids)} grid(s)", file=sys.stderr)
     if args.mlflow:
         params = {"data": args.data, "seed": str(args.seed), "size": str(size), "steps": str(args.steps),
+                  "size_policy": args.size_policy, "degradations": args.degradations,
                   **{f"model/{c.label}": c.path for c in contenders}}
         run_id = log_mlflow(out_dir, table, params, args.experiment)
         print(f"logged to MLflow run {run_id}", file=sys.stderr)

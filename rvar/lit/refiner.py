@@ -32,13 +32,16 @@ class RefinerModule(RVARModule):
         optimizer: default :func:`~rvar.lit.base.restorevar_adamw`.
         val_max_batches: validation batches to evaluate (each one samples the prior); None: all.
         grid_images: samples in the degraded | prior only | refined | clean grid per validation epoch.
+        condition_on_degraded: also feed the degraded image's encoder features straight into the refiner
+            (``RefinerConfig.in_dim_degraded``; off in the released RestoreVAR, on in the CPU demo recipe).
     """
 
     checkpoint_kind = "restorer"
 
     def __init__(self, prior_ckpt: str, refiner_dim: int = 384, refiner_depth: int = 12, refiner_heads: int = 6,
                  refiner_mlp_dim: int = 768, optimizer: OptimizerCallable = restorevar_adamw,
-                 val_max_batches: Optional[int] = None, grid_images: int = 4) -> None:
+                 val_max_batches: Optional[int] = None, grid_images: int = 4,
+                 condition_on_degraded: bool = False) -> None:
         super().__init__(grid_images)
         self.save_hyperparameters(ignore=["optimizer"])
         self.prior_ckpt, self.optimizer, self.val_max_batches = prior_ckpt, optimizer, val_max_batches
@@ -52,24 +55,26 @@ class RefinerModule(RVARModule):
         self.refiner = LatentRefiner(RefinerConfig.for_prior(
             latent_side=pc.patch_nums[-1], num_tokens=pc.num_tokens, z_channels=pc.z_channels,
             prior_width=pc.embed_dim, dim=refiner_dim, depth=refiner_depth, heads=refiner_heads,
-            mlp_dim=refiner_mlp_dim))
+            mlp_dim=refiner_mlp_dim, in_dim_degraded=pc.z_channels if condition_on_degraded else 0))
 
     # ---- steps --------------------------------------------------------------------------------------
     @torch.no_grad()
     def prior_latents(self, batch: Dict[str, Any]):
-        """(f_hat tokens (B, N, Cv), prior hidden states (B, M, C), clean latent tokens (B, N, Cv), side)."""
+        """(f_hat tokens (B, N, Cv), prior hidden states (B, M, C), clean latent tokens (B, N, Cv), side,
+        degraded encoder tokens (B, N, Cv) or None)."""
         cond_BSCv = self.tokenizer.encode_condition(to_signed(batch["degraded"]))
         out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy
         target_BChw = self.tokenizer.encode_continuous(to_signed(batch["clean"]))
         side = out.f_hat.shape[-1]
         return (rearrange(out.f_hat.float(), "b c h w -> b (h w) c"), out.last_block.float(),
-                rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side)
+                rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side,
+                cond_BSCv.float() if self.refiner.uses_degraded else None)
 
     def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> torch.Tensor:
         if stage != "train" and self.val_max_batches is not None and batch_idx >= self.val_max_batches:
             return None
-        f_hat_BNC, last_block_BMC, target_BNC, side = self.prior_latents(batch)
-        refined_BNC = self.refiner(f_hat_BNC, last_block_BMC)
+        f_hat_BNC, last_block_BMC, target_BNC, side, degraded_BNC = self.prior_latents(batch)
+        refined_BNC = self.refiner(f_hat_BNC, last_block_BMC, degraded_BNC)
         loss = F.l1_loss(refined_BNC, target_BNC)
         B = f_hat_BNC.shape[0]
         self.log_metric("latent_l1", loss, B, stage, prog_bar=True)

@@ -48,6 +48,9 @@ class TokenizerModule(RVARModule):
         gan_start_step: training batches before the adversarial term (and discriminator training) start.
             With the GAN on, Lightning's ``global_step`` (and so ``max_steps``) counts the steps of both
             optimizers.
+        continuous_weight: ``full`` mode: weight of the same pixel terms on the continuous path
+            ``decode(quant_conv(encoder(x)))`` (no quantisation), so the decoder learns the latents the refiner
+            predicts from the start (RestoreVAR fine-tunes it for them afterwards). 0: VAR's tokenizer loss.
         codebook_restart_every: ``full`` mode: every this many training batches, codes that the quantiser's
             hit EMA shows as (nearly) unused are re-drawn from the batch's residual latents; a model trained
             from scratch also draws its whole codebook that way on the first batch. Without it a small
@@ -60,7 +63,7 @@ class TokenizerModule(RVARModule):
     def __init__(self, tokenizer: Optional[TokenizerConfig] = None, init_from: Optional[str] = None,
                  mode: str = "full", l1_weight: float = 1.0, l2_weight: float = 0.0, vq_weight: float = 1.0,
                  perceptual_weight: float = 0.0, gan_weight: float = 0.0, gan_start_step: int = 0,
-                 codebook_restart_every: int = 0, optimizer: OptimizerCallable = restorevar_adamw, grid_images: int = 4) -> None:
+                 codebook_restart_every: int = 0, continuous_weight: float = 0.0, optimizer: OptimizerCallable = restorevar_adamw, grid_images: int = 4) -> None:
         super().__init__(grid_images)
         tokenizer = TokenizerConfig(**tokenizer) if isinstance(tokenizer, dict) else tokenizer
         if mode not in MODES:
@@ -73,6 +76,7 @@ class TokenizerModule(RVARModule):
         self.perceptual_weight, self.gan_weight, self.gan_start_step = perceptual_weight, gan_weight, gan_start_step
         self.source_kind = "tokenizer"
         self.codebook_restart_every = int(codebook_restart_every)
+        self.continuous_weight = float(continuous_weight)
         # 1. networks: the tokenizer, plus a frozen prior/refiner when fine-tuning a restorer's decoder
         self.tokenizer = VQVAE(tokenizer) if tokenizer is not None else None
         self.prior = self.refiner = None
@@ -113,6 +117,12 @@ class TokenizerModule(RVARModule):
             with torch.no_grad():
                 f_BChw = self.tokenizer.encode_continuous(clean_B3HW)
             return self.tokenizer.decode(f_BChw, clamp=False), {}
+        if self.continuous_weight > 0:
+            f_BChw = self.tokenizer.encode_continuous(clean_B3HW)
+            q = self.tokenizer.quantize(f_BChw)
+            return self.tokenizer.decode(q.f_hat, clamp=False), {
+                "vq_loss": q.vq_loss, "codebook_usage": q.usage.mean(), "perplexity": q.perplexity,
+                "continuous": self.tokenizer.decode(f_BChw, clamp=False)}
         out = self.tokenizer(clean_B3HW)
         return out.recon, {"vq_loss": out.vq_loss, "codebook_usage": out.usage.mean(), "perplexity": out.perplexity}
 
@@ -131,6 +141,12 @@ class TokenizerModule(RVARModule):
         loss = self.l1_weight * terms["recon_l1"] + self.l2_weight * terms["recon_l2"]
         if "vq_loss" in extras:
             loss = loss + self.vq_weight * extras["vq_loss"]
+        if "continuous" in extras:
+            continuous = extras.pop("continuous").float()
+            terms["continuous_l1"] = F.l1_loss(continuous, clean_B3HW)
+            terms["continuous_l2"] = F.mse_loss(continuous, clean_B3HW)
+            loss = loss + self.continuous_weight * (self.l1_weight * terms["continuous_l1"] +
+                                                    self.l2_weight * terms["continuous_l2"])
         perceptual = self._perceptual(recon_B3HW, clean_B3HW)
         if perceptual is not None:
             terms["perceptual"] = perceptual

@@ -6,11 +6,17 @@ Reference code: sudraj2002/RestoreVAR ``models/vae_refiner_rope.py`` (``Refiner`
 its ``vae_refiner.*`` keys.
 
 Shapes: B batch, N latent tokens (h*w), M condition tokens (the prior's L), D width, Cv latent channels.
+
+rvar option (off in the released model): ``in_dim_degraded > 0`` also feeds the degraded image's encoder
+features (the prior's condition, one token per latent position) into the refiner's input, added after their
+own projection. The released refiner sees the degraded image only through the prior's hidden states; a small
+prior trained for minutes passes little detail that way, and the direct path lets the refiner recover what
+the quantised latent lost (the continuous path is what lifts RestoreVAR above its VQ ceiling).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -31,6 +37,7 @@ class RefinerConfig:
     heads: int = 6
     mlp_dim: int = 768
     dropout: float = 0.0
+    in_dim_degraded: int = 0  # 0: RestoreVAR's refiner; > 0: degraded-latent input of this width (see above)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -141,6 +148,9 @@ class LatentRefiner(nn.Module):
         self.norm_in_cond = nn.LayerNorm(cfg.in_dim_cond)
         self.proj_in = nn.Linear(cfg.in_dim, cfg.dim, bias=False)
         self.proj_in_cond = nn.Linear(cfg.in_dim_cond, cfg.dim, bias=False)
+        if cfg.in_dim_degraded > 0:
+            self.norm_in_degraded = nn.LayerNorm(cfg.in_dim_degraded)
+            self.proj_in_degraded = nn.Linear(cfg.in_dim_degraded, cfg.dim, bias=False)
         # 2. learned positions for both sequences
         self.pos_embedding = nn.Parameter(torch.zeros(1, cfg.seq_len, cfg.dim))
         self.pos_embedding_cond = nn.Parameter(torch.zeros(1, cfg.seq_len_cond, cfg.dim))
@@ -155,11 +165,22 @@ class LatentRefiner(nn.Module):
         # start as the identity map: the residual begins at zero and grows with training
         nn.init.zeros_(self.proj_out.weight)
 
-    def forward(self, f_hat_BNC: torch.Tensor, last_block_BMC: torch.Tensor) -> torch.Tensor:
+    @property
+    def uses_degraded(self) -> bool:
+        return self.config.in_dim_degraded > 0
+
+    def forward(self, f_hat_BNC: torch.Tensor, last_block_BMC: torch.Tensor,
+                degraded_BNC: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``degraded_BNC``: the degraded image's encoder features, required iff ``in_dim_degraded > 0``."""
         N, M = f_hat_BNC.shape[1], last_block_BMC.shape[1]
         if N != self.config.seq_len or M > self.config.seq_len_cond:
             raise ValueError(f"refiner built for {self.config.seq_len} latent tokens and up to "
                              f"{self.config.seq_len_cond} condition tokens, got {N} and {M}")
+        if self.uses_degraded != (degraded_BNC is not None):
+            raise ValueError("this refiner " + ("needs" if self.uses_degraded else "takes no") +
+                             " degraded-latent input (RefinerConfig.in_dim_degraded)")
         x = self.proj_in(self.norm_in(f_hat_BNC)) + self.pos_embedding[:, :N]
+        if degraded_BNC is not None:
+            x = x + self.proj_in_degraded(self.norm_in_degraded(degraded_BNC))
         cond = self.proj_in_cond(self.norm_in_cond(last_block_BMC)) + self.pos_embedding_cond[:, :M]
         return f_hat_BNC + self.proj_out(self.transformer(x, cond))

@@ -46,16 +46,30 @@ def test_compare_end_to_end(checkpoints, tmp_path, rvar_data_home, monkeypatch, 
     db = tmp_path / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
     out = tmp_path / "compare"
-    code = main(["compare", *checkpoints, "--data", "embedded-val", "--degradations", "rain,low_light",
-                 "--max-images", "1", "--steps", "2", "-o", str(out)])
+    code = main(["compare", *checkpoints, "--data", "embedded-val", "--degradations", "rain,low_light:gain=0.3",
+                 "--max-images", "1", "--size", "96", "--steps", "2", "--ladder-from", checkpoints[0], "-o", str(out)])
     assert code == 0, capsys.readouterr().err
-    for name in ("results.md", "results.csv", "quality_vs_time.png", "grid_rain.png", "grid_low_light.png"):
+    for name in ("results.md", "results.csv", "quality_vs_time.png", "grid_rain.png", "grid_low_light_gain_0.3.png",
+                 "ladder.csv"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     with open(out / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
     pairs = {(r["model"], r["degradation"]) for r in rows}
     assert pairs == {(m, d) for m in ("restorevar", "ldm", "nafnet", "degraded input")
-                     for d in ("rain", "low_light", "overall")}
+                     for d in ("rain", "low_light:gain=0.3", "overall")}
+    # the quality ladder: both round trips on the clean image, then the stages per degradation; the tiny
+    # reference restorer (no fine-tuned decoder) ends at "+ refiner"; the --ladder-from copy gets its own label
+    with open(out / "ladder.csv") as handle:
+        ladder = list(csv.DictReader(handle))
+    assert {r["label"] for r in ladder} == {"restorevar", "restorevar'"}
+    stages = {(r["stage"], r["degradation"]) for r in ladder if r["label"] == "restorevar"}
+    assert stages == {("VQ round trip (clean)", "clean"), ("continuous round trip (clean)", "clean")} | {
+        (s, d) for s in ("prior only", "+ refiner") for d in ("rain", "low_light:gain=0.3", "overall")}
+    by = {(r["label"], r["stage"], r["degradation"]): float(r["psnr"]) for r in ladder}
+    full = {r["degradation"]: float(r["psnr"]) for r in rows if r["model"] == "restorevar"}
+    assert abs(by[("restorevar", "+ refiner", "overall")] - full["overall"]) < 1e-3  # the same restorations
+    assert by[("restorevar", "+ refiner", "rain")] == by[("restorevar'", "+ refiner", "rain")]
+    assert "Quality ladder" in (out / "results.md").read_text()
     assert all(float(r["seconds_per_image"]) > 0 and float(r["psnr"]) > 0 for r in rows)
     steps = {r["model"]: r["sampling_steps"] for r in rows}
     assert steps == {"restorevar": "4", "ldm": "2", "nafnet": "1", "degraded input": "0"}
@@ -68,6 +82,23 @@ def test_compare_end_to_end(checkpoints, tmp_path, rvar_data_home, monkeypatch, 
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id)}
     assert {"results.md", "results.csv", "quality_vs_time.png", "grid_rain.png"} <= artifacts
     assert "restorevar/overall/psnr" in runs[0].data.metrics
+
+
+@pytest.mark.parametrize("text, message", [("jpeg:quality", "NAME:KEY=NUMBER"), ("jpeg:quality=high", "NUMBER"),
+                                           ("nonsense:x=1", "unknown degradation")])
+def test_bad_degradation_specs_are_one_line(checkpoints, tmp_path, capsys, text, message):
+    code = main(["compare", checkpoints[0], "--degradations", text, "-o", str(tmp_path / "never"), "--no-mlflow"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and "\n" not in err and not (tmp_path / "never").exists()
+
+
+def test_degradation_specs_fix_the_strength():
+    from rvar.commands.compare import degradation_specs
+
+    specs = degradation_specs("haze, gaussian_noise:sigma=25,jpeg:quality=12")
+    assert [(s.label, s.name, s.options) for s in specs] == [
+        ("haze", "haze", {}), ("gaussian_noise:sigma=25", "gaussian_noise", {"sigma": [25.0, 25.0]}),
+        ("jpeg:quality=12", "jpeg", {"quality": [12.0, 12.0]})]
 
 
 def test_bad_checkpoint_is_one_line_and_writes_nothing(checkpoints, tmp_path, capsys):

@@ -1,25 +1,33 @@
 """`rvar demo` end to end with a one-minute budget: every stage is a real `rvar fit`, then compare and report."""
 from __future__ import annotations
 
+import csv
+import json
 import subprocess
 import sys
 
 import pytest
 
+from rvar.demo import EVAL_DEGRADATIONS
 from tests.tiny_reference import FIXTURES
 
 
 @pytest.mark.slow
 def test_demo_with_a_tiny_budget_produces_a_report_and_a_restorer(tmp_path, rvar_data_home):
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "rvar", "demo", "--minutes", "1", "--out", str(out)],
-                          cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "rvar", "demo", "--minutes", "1", "--out", str(out),
+                           "--eval-images", "1"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("report.md", "report.html", "restorevar.ckpt", "ldm.ckpt", "nafnet.ckpt", "mlflow.db",
                  "compare/results.csv", "compare/quality_vs_time.png"):
         assert (out / name).exists(), name
     report = (out / "report.md").read_text()
     assert "RestoreVAR" in report and "PSNR" in report and "report" in proc.stderr
+    assert "Quality ladder" in report and (out / "compare" / "ladder.csv").exists()
+    with open(out / "compare" / "results.csv") as handle:  # the held-out evaluation set, as the demo defines it
+        scored = {row["degradation"] for row in csv.DictReader(handle)}
+    assert scored == {*EVAL_DEGRADATIONS.split(","), "overall"}
+    assert json.loads((out / "demo.json").read_text())["minutes"] == 1
     assert "data:image/png;base64," in (out / "report.html").read_text()
     # the restorer it wrote works with `rvar restore`
     restored = tmp_path / "restored"
@@ -29,7 +37,7 @@ def test_demo_with_a_tiny_budget_produces_a_report_and_a_restorer(tmp_path, rvar
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (restored / "tiny_degraded_0.png").exists()
     # running it again reuses every finished stage
-    proc = subprocess.run([sys.executable, "-m", "rvar", "demo", "--minutes", "1", "--out", str(out)],
-                          cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "rvar", "demo", "--minutes", "1", "--out", str(out),
+                           "--eval-images", "1"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("reusing") == 6

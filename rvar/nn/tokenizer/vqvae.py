@@ -51,6 +51,12 @@ class VQVAE(nn.Module):
                   z_channels=c.z_channels, using_sa=c.using_sa, using_mid_sa=c.using_mid_sa)
         self.encoder = Encoder(**kw)
         self.decoder = Decoder(**kw)
+        if c.norm_groups != 32:  # the affine parameters are per channel, so only the grouping changes
+            for norm in self.modules():
+                if isinstance(norm, nn.GroupNorm):
+                    if norm.num_channels % c.norm_groups:
+                        raise ValueError(f"norm_groups {c.norm_groups} does not divide {norm.num_channels} channels")
+                    norm.num_groups = c.norm_groups
         # 2. quantiser and the 3x3 convolutions around it
         self.quantize = MultiScaleQuantizer(c.vocab_size, c.z_channels, c.patch_nums, c.beta,
                                             c.quant_resi, c.share_quant_resi)

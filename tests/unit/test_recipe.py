@@ -1,0 +1,140 @@
+"""The CPU demo recipe's options (issue #11): each is off by default, so the released architectures and the
+reference parity are untouched, and each does what it says when switched on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rvar.errors import UserError
+from rvar.lit import TokenizerModule
+from rvar.nn.refiner import LatentRefiner, RefinerConfig
+from rvar.nn.tokenizer import VQVAE, TokenizerConfig
+from rvar_plugins.baselines.ldm import LatentDiffusionRestorer
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+
+
+def test_refiner_degraded_input_is_optional_and_used():
+    plain = LatentRefiner(RefinerConfig.tiny())
+    conditioned = LatentRefiner(RefinerConfig(**{**RefinerConfig.tiny().to_dict(), "in_dim_degraded": 32}))
+    # the released layout gains no keys; the option adds exactly its two input layers
+    assert set(conditioned.state_dict()) - set(plain.state_dict()) == {
+        "norm_in_degraded.weight", "norm_in_degraded.bias", "proj_in_degraded.weight"}
+    torch.nn.init.normal_(conditioned.proj_out.weight, std=0.1)  # away from the identity start
+    f_hat, cond = torch.randn(2, 16, 32), torch.randn(2, 30, 128)
+    a = conditioned(f_hat, cond, torch.zeros(2, 16, 32))
+    b = conditioned(f_hat, cond, torch.randn(2, 16, 32))
+    assert not torch.allclose(a, b)
+    b.abs().mean().backward()
+    assert conditioned.proj_in_degraded.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs"):
+        conditioned(f_hat, cond)
+    with pytest.raises(ValueError, match="takes no"):
+        plain(f_hat, cond, torch.zeros(2, 16, 32))
+
+
+def test_norm_groups_regroups_every_norm_and_keeps_the_default():
+    default = VQVAE(TokenizerConfig.tiny())
+    assert {m.num_groups for m in default.modules() if isinstance(m, torch.nn.GroupNorm)} == {32}
+    one = VQVAE(TokenizerConfig.cpu_f4())
+    assert {m.num_groups for m in one.modules() if isinstance(m, torch.nn.GroupNorm)} == {1}
+    assert set(one.state_dict()) == set(VQVAE(TokenizerConfig(**{**TokenizerConfig.cpu_f4().to_dict(),
+                                                                  "norm_groups": 32})).state_dict())
+    # a flat image of another colour must give another latent: per-channel instance norms erase it
+    flat = [torch.full((1, 3, 64, 64), v) for v in (-0.5, 0.5)]
+    f = [one.encode_continuous(x) for x in flat]
+    assert not torch.allclose(f[0], f[1], atol=1e-4)
+    with pytest.raises(ValueError, match="norm_groups"):
+        VQVAE(TokenizerConfig(**{**TokenizerConfig.cpu_f4().to_dict(), "norm_groups": 5}))
+
+
+def test_continuous_weight_trains_the_continuous_path():
+    clean = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    plain = TokenizerModule(tokenizer=TokenizerConfig.cpu_f4())
+    both = TokenizerModule(tokenizer=TokenizerConfig.cpu_f4(), continuous_weight=0.5)
+    both.load_state_dict(plain.state_dict())
+    loss_plain, _, terms_plain = plain._generator_losses(clean, adversarial=False)
+    loss_both, _, terms = both._generator_losses(clean, adversarial=False)
+    assert "continuous_l1" not in terms_plain and {"continuous_l1", "continuous_l2"} <= set(terms)
+    expected = loss_plain + 0.5 * (terms["continuous_l1"] + 0.0 * terms["continuous_l2"])  # l2_weight 0 default
+    assert torch.allclose(loss_both, expected, atol=1e-6)
+    continuous = both.tokenizer.decode(both.tokenizer.encode_continuous(clean), clamp=False)
+    assert torch.allclose(terms["continuous_l1"], (continuous - clean).abs().mean(), atol=1e-6)
+
+
+@pytest.mark.parametrize("prediction_type", ["sample", "v_prediction"])
+def test_ldm_prediction_types_train_and_sample(prediction_type):
+    module = LatentDiffusionRestorer(tokenizer_ckpt=str(FIXTURES / "tiny_vae.pth"), tokenizer_preset="tiny",
+                                     sampling_steps=2, prediction_type=prediction_type)
+    clean = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    loss = module.training_loss({"clean": clean, "degraded": clean * 0.5})
+    loss.backward()
+    assert torch.isfinite(loss) and module.training_scheduler().config.prediction_type == prediction_type
+    assert module.sampling_scheduler().config.prediction_type == prediction_type
+    assert module.init_args()["prediction_type"] == prediction_type
+    out = module.eval().restore_images(clean * 0.5, steps=2)
+    assert out.shape == clean.shape and torch.isfinite(out).all()
+
+
+def test_ldm_x0_prediction_with_a_perfect_denoiser_returns_the_clean_latent():
+    """With x0-prediction, a denoiser that outputs the clean latent makes DDIM land on it from any noise."""
+    module = LatentDiffusionRestorer(tokenizer_ckpt=str(FIXTURES / "tiny_vae.pth"), tokenizer_preset="tiny",
+                                     prediction_type="sample").eval()
+    target = torch.randn(1, 32, 4, 4)
+    module.denoiser.forward = lambda x, t, cond: target.expand_as(x)
+    out = module.sample_latent(torch.zeros_like(target), steps=5, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, target, atol=1e-4)
+
+
+def test_ldm_rejects_unknown_prediction_type():
+    with pytest.raises(UserError, match="prediction_type"):
+        LatentDiffusionRestorer(tokenizer_ckpt=None, tokenizer_preset="tiny", prediction_type="noise")
+
+
+def test_embedded_splits_are_disjoint_and_dead_leaves_reproducible(rvar_data_home):
+    from rvar.data.embedded import TEST_IMAGES, dead_leaves, ensure_embedded
+
+    root = ensure_embedded()
+    names = {split: {p.stem for p in (root / split).glob("*.png")} for split in ("train", "val", "test")}
+    assert names["test"] == set(TEST_IMAGES)
+    assert not (names["train"] & names["val"]) and not (names["train"] & names["test"])
+    assert not (names["val"] & names["test"])
+    assert sum(n.startswith("dead_leaves") for n in names["train"]) >= 40
+    palette = np.array([[10, 20, 30], [200, 100, 50]], dtype=np.uint8)
+    a, b = dead_leaves(3, palette, size=64), dead_leaves(3, palette, size=64)
+    assert a.shape == (64, 64, 3) and np.array_equal(a, b)
+    assert not np.array_equal(a, dead_leaves(4, palette, size=64))
+    assert len(np.unique(a.reshape(-1, 3), axis=0)) > 2 or a.std() > 0  # discs, not a flat canvas
+
+
+def test_an_older_embedded_set_is_rebuilt(tmp_path, monkeypatch):
+    import rvar.data.embedded as embedded
+    from rvar.data.embedded import VERSION, ensure_embedded
+
+    monkeypatch.setattr(embedded, "DEAD_LEAVES", 2)  # the rebuild logic, not the drawing, is under test
+
+    old = tmp_path / "embedded"
+    (old / "train").mkdir(parents=True)
+    (old / "train" / "stale.png").write_bytes(b"x")
+    (old / ".complete").write_text("scikit-image photographs, written by rvar.data.embedded\n")  # v1 marker
+    root = ensure_embedded(old)
+    assert not (root / "train" / "stale.png").exists() and (root / "test").is_dir()
+    assert (root / ".complete").read_text().startswith(f"v{VERSION} ")
+
+
+def test_report_gathers_sibling_demos_by_budget(tmp_path):
+    import json
+
+    from rvar.report import budget_history, write_budget_plot
+
+    for folder, minutes, psnr in (("demo60", 60, 21.5), ("demo", 15, 20.1), ("broken", None, None)):
+        (tmp_path / folder).mkdir()
+        text = "{not json" if minutes is None else json.dumps(
+            {"minutes": minutes, "psnr": {"restorevar": psnr, "degraded input": 17.7}})
+        (tmp_path / folder / "demo.json").write_text(text)
+    history = budget_history(tmp_path / "demo")
+    assert [(h["minutes"], h["psnr"]["restorevar"]) for h in history] == [(15.0, 20.1), (60.0, 21.5)]
+    assert write_budget_plot(tmp_path / "plot.png", history) and (tmp_path / "plot.png").stat().st_size > 1000
