@@ -73,6 +73,8 @@ def _verdict(ok: bool) -> str:
 
 def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_seconds: float,
                  compare_seconds: float, data_root: Path) -> Path:
+    from rvar.viewer import add_viewer
+
     rows = read_results(compare_dir / "results.csv")
     s = summarise(rows)
     lines = ["# rvar demo report", ""]
@@ -115,7 +117,7 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
               f"- Browse the runs: `mlflow ui --backend-store-uri sqlite:///{out / 'mlflow.db'}`", ""]
     md = "\n".join(lines)
     (out / "report.md").write_text(md)
-    (out / "report.html").write_text(markdown_to_html(md, out))
+    (out / "report.html").write_text(add_viewer(markdown_to_html(md, out), compare_dir))  # + before/after slider
     return out / "report.md"
 
 

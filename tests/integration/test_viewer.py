@@ -1,0 +1,49 @@
+"""Issue #15: `rvar compare` keeps per-image outputs (images/ + images.json) and the report's HTML shows them in a
+self-contained before/after viewer, with the quality ladder when compare wrote one."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rvar.cli import main
+from rvar.report import write_report
+from test_compare import checkpoints  # noqa: F401 - the module-scoped fixture: tiny restorer, LDM and NAFNet
+
+
+@pytest.fixture(scope="module")
+def compared(checkpoints, tmp_path_factory, rvar_data_home):  # noqa: F811
+    out = tmp_path_factory.mktemp("demo")
+    code = main(["compare", *checkpoints, "--data", "embedded-val", "--degradations", "rain,low_light",
+                 "--max-images", "1", "--steps", "2", "--no-mlflow", "-o", str(out / "compare")])
+    assert code == 0
+    return out
+
+
+def test_compare_saves_per_image_outputs_with_an_index(compared):
+    index = json.loads((compared / "compare" / "images.json").read_text())
+    assert index["columns"] == ["degraded input", "restorevar", "ldm", "nafnet", "clean"]
+    assert sorted(s["degradation"] for s in index["samples"]) == ["low_light", "rain"]
+    for sample in index["samples"]:
+        assert list(sample["files"]) == index["columns"]
+        assert all((compared / "compare" / f).is_file() for f in sample["files"].values())
+        assert set(sample["psnr"]) == {"degraded input", "restorevar", "ldm", "nafnet"}
+
+
+def _report(out: Path, rvar_data_home: Path) -> str:
+    write_report(out, out / "compare", [], minutes=1, total_seconds=60, compare_seconds=5, data_root=rvar_data_home)
+    return (out / "report.html").read_text()
+
+
+def test_report_has_a_self_contained_slider_and_the_ladder_when_present(compared, rvar_data_home):
+    page = _report(compared, rvar_data_home)
+    assert "<h2>Before / after</h2>" in page and page.count('class="rv-card"') == 2
+    assert "Quality ladder" not in page
+    assert "http://" not in page and "https://" not in page and 'src="images/' not in page  # works offline
+    data = json.loads(page.split("<script type='application/json' id='rv-data'>")[1].split("</script>")[0])
+    assert all(uri.startswith("data:image/png;base64,") for s in data["samples"] for uri in s["uris"].values())
+    (compared / "compare" / "ladder.csv").write_text("label,stage,degradation,psnr,ssim\n"
+                                                     "prior,prior,rain,17.25,0.51\nrefined,refiner,rain,18.5,0.6\n")
+    page = _report(compared, rvar_data_home)
+    assert "Quality ladder" in page and "<td>18.50</td>" in page and "<td>0.600</td>" in page
