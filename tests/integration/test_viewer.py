@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from rvar.cli import main
 from rvar.report import write_report
+from rvar.viewer import add_viewer
 from test_compare import checkpoints  # noqa: F401 - the module-scoped fixture: tiny restorer, LDM and NAFNet
 
 
@@ -21,6 +23,7 @@ def compared(checkpoints, tmp_path_factory, rvar_data_home):  # noqa: F811
     return out
 
 
+@pytest.mark.slow
 def test_compare_saves_per_image_outputs_with_an_index(compared):
     index = json.loads((compared / "compare" / "images.json").read_text())
     assert index["columns"] == ["degraded input", "restorevar", "ldm", "nafnet", "clean"]
@@ -36,6 +39,7 @@ def _report(out: Path, rvar_data_home: Path) -> str:
     return (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_report_has_a_self_contained_slider_and_the_ladder_when_present(compared, rvar_data_home):
     page = _report(compared, rvar_data_home)
     assert "<h2>Before / after</h2>" in page and page.count('class="rv-card"') == 2
@@ -47,3 +51,19 @@ def test_report_has_a_self_contained_slider_and_the_ladder_when_present(compared
                                                      "prior,prior,rain,17.25,0.51\nrefined,refiner,rain,18.5,0.6\n")
     page = _report(compared, rvar_data_home)
     assert "Quality ladder" in page and "<td>18.50</td>" in page and "<td>0.600</td>" in page
+
+
+def test_viewer_from_an_index_alone(tmp_path):
+    """The viewer needs only images.json and its PNGs: no report, no models."""
+    columns = ["degraded input", "model", "clean"]
+    files = {}
+    for number, column in enumerate(columns):
+        Image.new("RGB", (8, 8), (number * 100, 0, 0)).save(tmp_path / f"{number}.png")
+        files[column] = f"{number}.png"
+    index = {"columns": columns, "samples": [{"image": "cat", "degradation": "haze", "files": files,
+                                              "psnr": {"degraded input": 12.0, "model": 15.5}}]}
+    (tmp_path / "images.json").write_text(json.dumps(index))
+    page = add_viewer("<html><body><h2>Quality versus time</h2></body></html>", tmp_path)
+    assert page.index("Before / after") < page.index("Quality versus time")
+    assert page.count("data:image/png;base64,") == 3 and "<option selected>model</option>" in page
+    assert add_viewer("<html><body></body></html>", tmp_path / "missing") == "<html><body></body></html>"
