@@ -4,8 +4,9 @@ Each training stage is a real ``rvar fit`` run (a subprocess) of a config derive
 the demo rewrites only output paths, the checkpoints a stage reads, and a wall-time budget
 (``trainer.max_time``), and keeps the derived YAML under ``OUT/configs`` so every run can be repeated by hand.
 Runs are tracked in MLflow (``OUT/mlflow.db``, experiment ``OUT``'s name): each demo is one parent run with the
-stages and the comparison nested under it (:mod:`rvar.demo_tracking`). A stage whose exported checkpoint exists and whose derived config
-is unchanged is reused; an interrupted stage resumes from its ``last.ckpt``; ``--fresh`` starts over.
+stages and the comparison nested under it (:mod:`rvar.demo_tracking`). A stage whose exported checkpoint exists
+and whose derived config is unchanged is reused; an interrupted stage resumes from its ``last.ckpt``; ``--fresh``
+starts over.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 import yaml
+
 from rvar.errors import UserError
 
 if TYPE_CHECKING:
