@@ -118,7 +118,7 @@ def follow_stage(proc: subprocess.Popen, label: str, seconds: int, metrics: Call
 
     start = last_poll = time.perf_counter()
     bar = tqdm(total=seconds, desc=label, unit="s", file=sys.stderr, leave=False,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s {postfix}")
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s{postfix}")
     while proc.poll() is None:
         time.sleep(1.0)
         now = time.perf_counter()
