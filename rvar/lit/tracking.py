@@ -56,12 +56,27 @@ def default_artifact_location(tracking_uri: str) -> Optional[str]:
     return None
 
 
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces); rvar's are training runs
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(client: Any, name: str) -> str:
     """The id of experiment ``name`` in ``client``'s store, created with :func:`default_artifact_location`."""
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    return client.create_experiment(name, artifact_location=default_artifact_location(client.tracking_uri))
+    return client.create_experiment(name, artifact_location=default_artifact_location(client.tracking_uri),
+                                    tags=EXPERIMENT_KIND)
+
+
+def mark_training_experiment(client: Any, experiment_id: str) -> None:
+    """Tag an experiment that has no kind yet as model training (its runs, not traces, open in the UI)."""
+    key, value = next(iter(EXPERIMENT_KIND.items()))
+    try:
+        if key not in client.get_experiment(experiment_id).tags:
+            client.set_experiment_tag(experiment_id, key, value)
+    except Exception:  # noqa: BLE001 - cosmetic: an older server without tags must not stop training
+        pass
 
 
 def default_run_name(config: Optional[str | os.PathLike] = None, command: str = "fit",
@@ -149,7 +164,9 @@ class RVARMLFlowLogger(MLFlowLogger):
         if not self._initialized and rank_zero_only.rank == 0:
             if self._run_id is None:
                 self.tags = {**run_tags(), **(self.tags or {})}
-                return super().experiment
+                client = super().experiment
+                mark_training_experiment(client, self._experiment_id)
+                return client
             client = super().experiment
             client.update_run(self._run_id, status="RUNNING")  # a killed run was left RUNNING or FAILED
             return client

@@ -14,7 +14,7 @@ from fit_runs import environment, fit, mlflow_runs
 from rvar.cli import name_mlflow_runs
 from rvar.demo_tracking import stage_summary
 from rvar.lit.progress import LineProgressBar, format_metrics, wants_line_progress
-from rvar.lit.tracking import default_artifact_location, default_run_name
+from rvar.lit.tracking import default_artifact_location, default_run_name, ensure_experiment
 
 NAME = re.compile(r"^tokenizer-tiny-\d{8}-\d{6}$")
 NOON = datetime(2026, 11, 27, 4, 12, 3)
@@ -44,6 +44,13 @@ def test_a_given_run_name_wins():
 def test_artifacts_live_next_to_the_sqlite_store(tmp_path):
     assert default_artifact_location(f"sqlite:///{tmp_path}/runs/mlflow.db") == (tmp_path / "runs/mlruns").as_uri()
     assert default_artifact_location("http://tracking.example:5000") is None
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/runs/mlflow.db")
+    experiment = client.get_experiment(ensure_experiment(client, "demo"))
+    assert experiment.artifact_location == (tmp_path / "runs/mlruns").as_uri()
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens its runs
+    assert ensure_experiment(client, "demo") == experiment.experiment_id
 
 
 def test_line_progress_only_where_tqdm_would_write_into_a_file():
