@@ -69,7 +69,7 @@ def _lightning_cli_class():
 
         def _instantiate_trainer(self, config: Dict[str, Any], callbacks: List[Any]):
             """Outside a terminal (a log file, CI, SLURM) progress is one line per interval, not tqdm's bar."""
-            from rvar.lit.progress import wants_line_progress, LineProgressBar
+            from rvar.lit.progress import LineProgressBar, wants_line_progress
 
             if wants_line_progress(config, callbacks):
                 callbacks = [*callbacks, LineProgressBar()]

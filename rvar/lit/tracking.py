@@ -130,11 +130,11 @@ class RVARMLFlowLogger(MLFlowLogger):
 
     Args:
         experiment_name: MLflow experiment (created when missing).
-        run_name: display name of the run; None: ``rvar fit`` fills in :func:`default_run_name` (MLflow's own
-            generator draws from the seeded ``random`` and names every run alike).
+        run_name: display name of the run; None: ``rvar fit`` fills in :func:`default_run_name` (config and time),
+            elsewhere ``run-<time>`` (MLflow's own generator draws from the seeded ``random``: every run alike).
         tracking_uri: None: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db`` in the working directory.
         tags: extra run tags (the git commit and versions are added).
-        artifact_location: where a *new* experiment keeps artifacts; None: ``./mlruns`` for a SQLite store.
+        artifact_location: where a *new* experiment keeps artifacts; None: ``mlruns/`` next to a SQLite store.
         run_id: continue this run instead of creating one (``--ckpt_path`` sets it from the checkpoint).
         log_model: Lightning's checkpoint logging; rvar leaves it off and logs the best and last checkpoints
             through :class:`rvar.lit.callbacks.ArtifactCheckpoints`.
@@ -146,6 +146,7 @@ class RVARMLFlowLogger(MLFlowLogger):
                  artifact_location: Optional[str] = None, run_id: Optional[str] = None,
                  log_model: bool = False, prefix: str = "") -> None:
         tracking_uri = resolve_tracking_uri(tracking_uri)
+        run_name = run_name or default_run_name(command="run")
         super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri,
                          tags=dict(tags or {}), save_dir=None, log_model=log_model, prefix=prefix,
                          artifact_location=artifact_location or default_artifact_location(tracking_uri),
