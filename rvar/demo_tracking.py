@@ -25,10 +25,13 @@ STAGE_TAG = "rvar.demo.stage"
 def stage_summary(metrics: Mapping[str, float]) -> str:
     """``"val/psnr 12.2 dB, loss 3.7"`` from a run's latest metrics (validation preferred, else training)."""
     parts = []
-    for name in ("val/psnr", "val/accuracy", "val/ssim"):
-        if name in metrics:
-            parts.append(f"{name} {metrics[name]:.1f} dB" if name.endswith("psnr") else f"{name} {metrics[name]:.3g}")
-            break
+    overall = sorted(n for n in metrics if n.startswith("val/") and n.count("/") == 1)  # not per degradation
+    psnr = [n for n in ("val/psnr", "val/psnr_after") if n in metrics] + [n for n in overall if "psnr" in n]
+    other = [n for n in ("val/accuracy", "val/ssim") if n in metrics]
+    if psnr:
+        parts.append(f"{psnr[0]} {metrics[psnr[0]]:.1f} dB")
+    elif other:
+        parts.append(f"{other[0]} {metrics[other[0]]:.3g}")
     loss = metrics.get("val/loss", metrics.get("train/loss"))
     if loss is not None:
         parts.append(f"loss {loss:.3g}")

@@ -69,6 +69,8 @@ def test_metric_lines():
     assert format_metrics({"val/psnr": 12.23, "val/loss": 3.7, "train/loss": 1.0}, "val/") == \
         "val/loss 3.7, val/psnr 12.23"
     assert stage_summary({"val/psnr": 12.23, "val/loss": 3.71, "train/loss": 2.0}) == "val/psnr 12.2 dB, loss 3.71"
+    assert stage_summary({"val/psnr_before": 9.0, "val/psnr_after": 11.04, "val/psnr_after/rain": 3.0,
+                          "val/loss": 0.18}) == "val/psnr_after 11.0 dB, loss 0.18"  # the refiner's
     assert stage_summary({"train/loss": 2.0}) == "loss 2"
     assert stage_summary({}) == "no metrics logged"
 
