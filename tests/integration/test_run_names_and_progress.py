@@ -78,7 +78,7 @@ def test_metric_lines():
 @pytest.mark.slow
 def test_two_fits_in_a_row_have_distinct_meaningful_names_and_plain_logs(tmp_path, rvar_data_home):
     folder = tmp_path / "runs"
-    logs = [fit(folder, rvar_data_home, ["--trainer.max_steps=2", "--trainer.enable_progress_bar=null"])
+    logs = [fit(folder, rvar_data_home, ["--trainer.max_steps=2", "--trainer.enable_progress_bar=null"], timeout=900)
             for _ in range(2)]
     names = sorted(run.info.run_name for run in mlflow_runs(folder))
     assert len(names) == 2 and names[0] != names[1], names
