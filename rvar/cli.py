@@ -63,11 +63,41 @@ def _lightning_cli_class():
             options.update(kwargs)
             super().__init__(args=args, run=run, **options)
 
+        def before_instantiate_classes(self) -> None:
+            """Name unnamed MLflow runs after the config and the time (:func:`rvar.lit.tracking.default_run_name`)."""
+            name_mlflow_runs(self.config[self.subcommand], self.subcommand)
+
+        def _instantiate_trainer(self, config: Dict[str, Any], callbacks: List[Any]):
+            """Outside a terminal (a log file, CI, SLURM) progress is one line per interval, not tqdm's bar."""
+            from rvar.lit.progress import LineProgressBar, wants_line_progress
+
+            if wants_line_progress(config, callbacks):
+                callbacks = [*callbacks, LineProgressBar()]
+            return super()._instantiate_trainer(config, callbacks)
+
         def before_fit(self) -> None:
             """``--ckpt_path``: continue the MLflow run recorded in the checkpoint instead of opening one."""
             continue_run_from_checkpoint(self.trainer, self.config_init[self.subcommand].get("ckpt_path"))
 
     return RVARCLI, TolerantSaveConfigCallback
+
+
+def name_mlflow_runs(config: Any, command: str) -> None:
+    """Fill ``run_name`` of every rvar MLflow logger in a parsed LightningCLI ``config`` that has none."""
+    from rvar.lit.tracking import default_run_name
+
+    loggers = config.get("trainer", {}).get("logger")
+    loggers = loggers if isinstance(loggers, list) else [loggers]
+    given = [Path(str(p)) for p in (config.get("config") or [])]
+    stage_config = next((p for p in given if p.resolve() != DEFAULT_CONFIG), None)
+    model = config.get("model")
+    model_class = model.get("class_path") if hasattr(model, "get") else None
+    for logger in loggers:
+        if not hasattr(logger, "get") or not str(logger.get("class_path", "")).endswith("RVARMLFlowLogger"):
+            continue
+        init = logger.get("init_args")
+        if init is not None and init.get("run_name") is None:
+            init["run_name"] = default_run_name(stage_config, command, model_class)
 
 
 def __getattr__(name: str):  # `from rvar.cli import RVARCLI` works without importing Lightning up front

@@ -3,8 +3,10 @@
 Each training stage is a real ``rvar fit`` run (a subprocess) of a config derived from ``experiments/tiny``:
 the demo rewrites only output paths, the checkpoints a stage reads, and a wall-time budget
 (``trainer.max_time``), and keeps the derived YAML under ``OUT/configs`` so every run can be repeated by hand.
-Runs are tracked in MLflow (``OUT/mlflow.db``). A stage whose exported checkpoint exists and whose derived config
-is unchanged is reused; an interrupted stage resumes from its ``last.ckpt``; ``--fresh`` starts over.
+Runs are tracked in MLflow (``OUT/mlflow.db``, experiment ``OUT``'s name): each demo is one parent run with the
+stages and the comparison nested under it (:mod:`rvar.demo_tracking`). A stage whose exported checkpoint exists
+and whose derived config is unchanged is reused; an interrupted stage resumes from its ``last.ckpt``; ``--fresh``
+starts over.
 """
 from __future__ import annotations
 
@@ -17,12 +19,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 import yaml
-from tqdm import tqdm
 
 from rvar.errors import UserError
+
+if TYPE_CHECKING:
+    from rvar.demo_tracking import DemoTracking
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "experiments" / "tiny"
@@ -111,7 +115,12 @@ class StageResult:
 
 
 def run_stage(stage: Stage, out: Path, seconds: int, env: Dict[str, str], position: int, total: int,
-              log: Callable[[str], None]) -> StageResult:
+              log: Callable[[str], None], tracking: Optional["DemoTracking"] = None) -> StageResult:
+    """Run one stage's ``rvar fit`` (or reuse its checkpoint). Outside a terminal it logs one line when the stage
+    starts and one when it ends; in a terminal a bar with the stage's latest validation metrics replaces the first."""
+    from rvar.demo_tracking import follow_stage, stage_summary
+    from rvar.lit.tracking import default_run_name, mlflow_run_id_from_checkpoint
+
     cfg = derive_config(stage, out, seconds)
     digest = config_digest(cfg)
     marker = out / "stages" / f"{stage.name}.json"
@@ -130,6 +139,10 @@ def run_stage(stage: Stage, out: Path, seconds: int, env: Dict[str, str], positi
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     cmd = [sys.executable, "-m", "rvar", "fit", "--config", str(cfg_path)]
+    run_name = default_run_name(stage.config_path)  # named after experiments/tiny/<stage>.yaml, not the copy
+    run_id = mlflow_run_id_from_checkpoint(last) if resume else None  # a resumed stage continues its run
+    if tracking is not None:
+        cmd += tracking.stage_arguments(stage.name, run_name)
     if resume:
         cmd += ["--ckpt_path", str(last)]
     started.parent.mkdir(parents=True, exist_ok=True)
@@ -137,21 +150,29 @@ def run_stage(stage: Stage, out: Path, seconds: int, env: Dict[str, str], positi
     log_path = out / "logs" / f"{stage.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     verb = "resuming" if resume else "training"
+    label = f"[{position}/{total}] {stage.name}"
+    interactive = sys.stderr.isatty()
+    if not interactive:
+        log(f"{label}: {verb} for about {seconds} s (log: {log_path})")
+
+    def latest_metrics() -> Dict[str, float]:
+        nonlocal run_id
+        if tracking is None:
+            return {}
+        run_id = run_id or tracking.find_run(run_name)
+        return tracking.metrics(run_id)
+
     start = time.perf_counter()
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen(cmd, cwd=out, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-        bar = tqdm(total=seconds, desc=f"[{position}/{total}] {verb} {stage.name}", unit="s", file=sys.stderr,
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s", disable=None)
-        while proc.poll() is None:
-            time.sleep(1.0)
-            bar.n = min(time.perf_counter() - start, seconds)
-            bar.refresh()
-        bar.n = min(time.perf_counter() - start, seconds)
-        bar.close()
+        follow_stage(proc, f"{label} {verb}", seconds, latest_metrics, interactive)
+    elapsed = time.perf_counter() - start
     if proc.returncode != 0 or not ckpt.exists():
+        log(f"{label}: failed after {elapsed:.0f} s")
         raise UserError(f"stage {stage.name} failed (exit {proc.returncode}): {last_error(log_path)} (log: {log_path})")
-    marker.write_text(json.dumps({"digest": digest, "seconds": time.perf_counter() - start}))
-    return StageResult(stage.name, "resumed" if resume else "trained", time.perf_counter() - start, ckpt)
+    marker.write_text(json.dumps({"digest": digest, "seconds": elapsed}))
+    log(f"{label}: {elapsed:.0f} s, {stage_summary(latest_metrics())}")
+    return StageResult(stage.name, "resumed" if resume else "trained", elapsed, ckpt)
 
 
 def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] = print,
@@ -170,6 +191,9 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{out / 'mlflow.db'}")
     env.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     env["PYTHONUNBUFFERED"] = "1"
+    from rvar.demo_tracking import DemoTracking
+
+    tracking = DemoTracking(out, env["MLFLOW_TRACKING_URI"])  # one parent run; the stages nest under it
 
     from rvar.data.embedded import ensure_embedded
 
@@ -183,14 +207,15 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
         left = STAGES[i - 1:]
         available = total - (time.perf_counter() - t0) - compare_reserve - STAGE_OVERHEAD * len(left)
         seconds = max(stage.min_seconds, int(available * stage.share / sum(s.share for s in left)))
-        results.append(run_stage(stage, out, seconds, env, i, len(STAGES), log))
+        results.append(run_stage(stage, out, seconds, env, i, len(STAGES), log, tracking))
     log(f"[{len(STAGES) + 1}] comparing RestoreVAR with the baselines on the held-out test photos ...")
     compare_dir = out / "compare"
     ckpts = [out / "restorevar.ckpt", out / "ldm.ckpt", out / "nafnet.ckpt"]
     cmd = [sys.executable, "-m", "rvar", "compare", *map(str, ckpts), "--data", "embedded-test",
            "--degradations", EVAL_DEGRADATIONS, "--size", str(EVAL_SIZE), "--size-policy", "tile",
            "--seed", "0", "--steps", "50",  # the LDM at 50 steps
-           "--ladder-from", str(out / "restorer_refined.ckpt"), "-o", str(compare_dir)]
+           "--ladder-from", str(out / "restorer_refined.ckpt"), "-o", str(compare_dir),
+           *tracking.compare_arguments()]
     if eval_images:
         cmd += ["--max-images", str(eval_images)]
     start = time.perf_counter()
@@ -201,4 +226,5 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
         raise UserError(f"rvar compare failed (exit {proc.returncode}); see {out / 'logs' / 'compare.log'}")
     report = write_report(out, compare_dir, results, minutes=minutes, total_seconds=time.perf_counter() - t0,
                           compare_seconds=time.perf_counter() - start, data_root=data_root)
+    tracking.finish({r.name: r.seconds for r in results}, [out / "report.md", out / "report.html"])
     return report

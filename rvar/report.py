@@ -155,6 +155,8 @@ def write_budget_plot(path: Path, history: List[Dict[str, object]]) -> bool:
 
 def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_seconds: float,
                  compare_seconds: float, data_root: Path) -> Path:
+    from rvar.viewer import add_viewer
+
     rows = read_results(compare_dir / "results.csv")
     write_demo_summary(out, minutes, rows)
     s = summarise(rows)
@@ -213,7 +215,7 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
               f"- Browse the runs: `mlflow ui --backend-store-uri sqlite:///{out / 'mlflow.db'}`", ""]
     md = "\n".join(lines)
     (out / "report.md").write_text(md)
-    (out / "report.html").write_text(markdown_to_html(md, out))
+    (out / "report.html").write_text(add_viewer(markdown_to_html(md, out), compare_dir))  # + before/after slider
     return out / "report.md"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import re
 import sys
 import time
@@ -66,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlflow", action=argparse.BooleanOptionalAction, default=True,
                         help="log to MLflow (default on)")
     parser.add_argument("--experiment", default="rvar-compare", help="MLflow experiment name")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                        help="MLflow run tag (repeatable; `rvar demo` nests its comparison this way)")
 
 
 # ---- 1. models ----------------------------------------------------------------------------------------------
@@ -314,48 +315,102 @@ def write_grids(out_dir: Path, contenders: List[Contender], samples: List[Sample
     return paths
 
 
+def write_samples(out_dir: Path, contenders: List[Contender], samples: List[Sample], images: Dict, rows: List[Dict],
+                  per_degradation: int = 2) -> Path:
+    """For up to ``per_degradation`` images of each degradation, the degraded input, every model's output and the
+    clean image as PNGs under ``OUTDIR/images/``, indexed (with per-image PSNR) in ``OUTDIR/images.json``; the
+    report's before/after viewer reads them."""
+    import json
+
+    from rvar.io import write_image
+
+    models = [c.label for c in contenders if c.label != INPUT_LABEL]
+    psnr = {(r["model"], r["degradation"], r["image"]): r["psnr"] for r in rows}
+    index = {"columns": [INPUT_LABEL, *models, "clean"], "samples": []}
+    taken: Dict[str, int] = defaultdict(int)
+    for number, sample in enumerate(samples):
+        if taken[sample.degradation] >= per_degradation:
+            continue
+        taken[sample.degradation] += 1
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{sample.degradation}_{sample.name}_{taken[sample.degradation]}")
+        pictures = {INPUT_LABEL: sample.degraded, **{m: images[(m, number)] for m in models}, "clean": sample.clean}
+        files, scores = {}, {}
+        for column, (label, picture) in enumerate(pictures.items()):
+            name = f"images/{stem}_{column}.png"
+            write_image(out_dir / name, picture.clamp(0, 1))
+            files[label] = name
+            if (label, sample.degradation, sample.name) in psnr:
+                scores[label] = round(psnr[(label, sample.degradation, sample.name)], 2)
+        index["samples"].append({"image": sample.name, "degradation": sample.degradation, "files": files,
+                                 "psnr": scores})
+    (out_dir / "images.json").write_text(json.dumps(index, indent=1))
+    return out_dir / "images.json"
+
+
+def _seconds_label(value: float, _position=None) -> str:
+    """Tick text of the log time axis: ``20 ms``, ``0.5 s``, ``3 s``."""
+    if value < 1:
+        return f"{value * 1000:.3g} ms"
+    return f"{value:.3g} s"
+
+
 def write_plot(path: Path, table: List[Dict]) -> None:
+    """PSNR against seconds per image (log axis). Models are named in a legend beside the axes, so no label can
+    sit on another; the degraded input is one dashed line, named once in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     overall = [r for r in table if r["degradation"] == "overall"]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=120)
+    markers = "osD^vP*X"
+    timed = [r for r in overall if r["model"] != INPUT_LABEL]
+    for number, r in enumerate(timed):
+        ax.scatter(r["seconds_per_image"], r["psnr"], s=50, marker=markers[number % len(markers)], zorder=3,
+                   label=f"{r['model']}: {r['psnr']:.2f} dB, {r['sampling_steps']} step(s)")
     for r in overall:
         if r["model"] == INPUT_LABEL:  # no time to plot: a reference line
-            ax.axhline(r["psnr"], color="grey", linestyle="--", linewidth=1)
-            ax.annotate(f"{INPUT_LABEL} {r['psnr']:.2f} dB", (0.02, r["psnr"]), xycoords=("axes fraction", "data"),
-                        textcoords="offset points", xytext=(0, 3), fontsize=8, color="grey")
-            continue
-        ax.scatter(r["seconds_per_image"], r["psnr"], s=40)
-        ax.annotate(f"{r['model']} ({r['sampling_steps']} steps)", (r["seconds_per_image"], r["psnr"]),
-                    textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.axhline(r["psnr"], color="grey", linestyle="--", linewidth=1, label=f"{INPUT_LABEL}: {r['psnr']:.2f} dB")
     ax.set_xscale("log")
-    ax.set_xlabel("seconds per image (log)")
+    seconds = [r["seconds_per_image"] for r in timed if r["seconds_per_image"] > 0]
+    if seconds:  # at least a decade wide, so the major ticks carry the labels
+        low, high = min(seconds) / 2, max(seconds) * 2
+        if high / low < 10:
+            middle = math.sqrt(low * high)
+            low, high = middle / math.sqrt(10), middle * math.sqrt(10)
+        ax.set_xlim(low, high)
+    low, high = ax.get_xlim()
+    subs = (1.0,) if math.log10(high / low) > 2.5 else (1.0, 2.0, 5.0)  # 1-2-5 ticks unless that crowds them
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+    ax.xaxis.set_major_formatter(FuncFormatter(_seconds_label))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("time per image (log scale)")
     ax.set_ylabel("PSNR (dB), all degradations")
     ax.set_title("quality vs time")
-    ax.grid(True, alpha=0.3)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def log_mlflow(out_dir: Path, table: List[Dict], params: Dict[str, str], experiment: str) -> str:
-    """Log the metrics and every output file to an MLflow run; returns the run id."""
+def log_mlflow(out_dir: Path, table: List[Dict], params: Dict[str, str], experiment: str,
+               tags: Sequence[str] = ()) -> str:
+    """Log the metrics and every output file to an MLflow run in the store and artifact root that training uses
+    (:mod:`rvar.lit.tracking`); ``tags`` are ``KEY=VALUE`` strings. Returns the run id."""
     import mlflow
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    mlflow.set_tracking_uri(uri)
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is None:
-        location = None
-        if uri.startswith("sqlite:///"):  # keep artifacts next to the database, not in the working folder
-            location = (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
-        experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
-    else:
-        experiment_id = found.experiment_id
-    with mlflow.start_run(experiment_id=experiment_id, run_name="compare") as run:
+    from rvar.lit.tracking import default_run_name, ensure_experiment, resolve_tracking_uri
+
+    bad = [t for t in tags if "=" not in t]
+    if bad:
+        raise UserError(f"--tag {bad[0]!r}: expected KEY=VALUE")
+    mlflow.set_tracking_uri(resolve_tracking_uri())
+    experiment_id = ensure_experiment(mlflow.MlflowClient(), experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=default_run_name(params.get("data"), "compare"),
+                          tags=dict(t.split("=", 1) for t in tags)) as run:
         mlflow.log_params(params)
         metrics = {}
         for r in table:
@@ -399,6 +454,7 @@ def run(args: argparse.Namespace) -> int:
     if ladder_models:
         write_ladder(out_dir, ladder, out_dir / "results.md")
     grids = write_grids(out_dir, contenders, samples, images)
+    write_samples(out_dir, contenders, samples, images, rows)  # for the report's before/after viewer
     write_plot(out_dir / "quality_vs_time.png", table)
     print((out_dir / "results.md").read_text())
     print(f"wrote {out_dir}/results.md, results.csv, quality_vs_time.png and {len(grids)} grid(s)", file=sys.stderr)
@@ -406,6 +462,6 @@ def run(args: argparse.Namespace) -> int:
         params = {"data": args.data, "seed": str(args.seed), "size": str(size), "steps": str(args.steps),
                   "size_policy": args.size_policy, "degradations": args.degradations,
                   **{f"model/{c.label}": c.path for c in contenders}}
-        run_id = log_mlflow(out_dir, table, params, args.experiment)
+        run_id = log_mlflow(out_dir, table, params, args.experiment, args.tag)
         print(f"logged to MLflow run {run_id}", file=sys.stderr)
     return 0

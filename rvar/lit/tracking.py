@@ -2,7 +2,8 @@
 
 * :class:`RVARMLFlowLogger` (the default ``trainer.logger`` of ``lightning_config.yaml``) writes to
   ``$MLFLOW_TRACKING_URI`` or, when unset, ``sqlite:///mlflow.db`` in the working directory with artifacts under
-  ``./mlruns`` (MLflow 3 refuses the plain file store). When its run is first created it tags it with the
+  ``mlruns/`` next to the database (MLflow 3 refuses the plain file store); ``rvar fit`` names each run after
+  its config and the time (:func:`default_run_name`). When its run is first created it tags it with the
   rvar git commit and the rvar / torch / lightning / mlflow versions. Parameters that already exist with another
   value (a resumed run with a longer ``max_steps``) are skipped with one warning instead of failing.
 * :class:`MLflowSaveConfigCallback` (LightningCLI's ``save_config_callback`` in :class:`rvar.cli.RVARCLI`) logs
@@ -16,9 +17,11 @@ Only rank 0 writes: Lightning hands the other ranks a dummy experiment.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional
 
@@ -45,10 +48,52 @@ def resolve_tracking_uri(uri: Optional[str] = None) -> str:
 
 
 def default_artifact_location(tracking_uri: str) -> Optional[str]:
-    """``./mlruns`` (as a file URI) next to a local SQLite store; None (the server decides) otherwise."""
-    if tracking_uri.startswith("sqlite:"):
-        return (Path.cwd() / "mlruns").resolve().as_uri()
+    """``mlruns/`` (as a file URI) in the folder of a local SQLite store; None (the server decides) otherwise.
+    Training and ``rvar compare`` both use it, so one store has one artifact root."""
+    if tracking_uri.startswith("sqlite:///"):
+        database = resolve_tracking_uri(tracking_uri)[len("sqlite:///"):]
+        return (Path(database).parent / "mlruns").resolve().as_uri()
     return None
+
+
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces); rvar's are training runs
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def ensure_experiment(client: Any, name: str) -> str:
+    """The id of experiment ``name`` in ``client``'s store, created with :func:`default_artifact_location`."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=default_artifact_location(client.tracking_uri),
+                                    tags=EXPERIMENT_KIND)
+
+
+def mark_training_experiment(client: Any, experiment_id: str) -> None:
+    """Tag an experiment that has no kind yet as model training (its runs, not traces, open in the UI)."""
+    key, value = next(iter(EXPERIMENT_KIND.items()))
+    try:
+        if key not in client.get_experiment(experiment_id).tags:
+            client.set_experiment_tag(experiment_id, key, value)
+    except Exception:  # noqa: BLE001 - cosmetic: an older server without tags must not stop training
+        pass
+
+
+def default_run_name(config: Optional[str | os.PathLike] = None, command: str = "fit",
+                     model: Optional[str] = None, now: Optional[datetime] = None) -> str:
+    """A run name that says what ran, e.g. ``prior-tiny-20261127-041203`` for ``rvar fit --config
+    experiments/tiny/prior.yaml``: the command unless it is ``fit``, the config's stem and folder (not the
+    uninformative ``experiments``), else the model class, then the local time to the second. Drawn from the
+    clock, not from ``random`` (which ``seed_everything`` resets, giving every run MLflow's same name)."""
+    parts = [] if command == "fit" else [command]
+    if config is not None:
+        path = Path(config)
+        parts += [path.stem] + ([path.parent.name] if path.parent.name not in ("", ".", "experiments") else [])
+    elif model:
+        parts.append(model.rsplit(".", 1)[-1].removesuffix("Module").lower())
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    unique = [p for i, p in enumerate(parts) if p and p not in parts[:i]]
+    return "-".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", p) for p in unique + [stamp])
 
 
 def git_commit(folder: Path) -> Optional[str]:
@@ -85,10 +130,11 @@ class RVARMLFlowLogger(MLFlowLogger):
 
     Args:
         experiment_name: MLflow experiment (created when missing).
-        run_name: display name of the run; None: MLflow picks one.
+        run_name: display name of the run; None: ``rvar fit`` fills in :func:`default_run_name` (config and time),
+            elsewhere ``run-<time>`` (MLflow's own generator draws from the seeded ``random``: every run alike).
         tracking_uri: None: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db`` in the working directory.
         tags: extra run tags (the git commit and versions are added).
-        artifact_location: where a *new* experiment keeps artifacts; None: ``./mlruns`` for a SQLite store.
+        artifact_location: where a *new* experiment keeps artifacts; None: ``mlruns/`` next to a SQLite store.
         run_id: continue this run instead of creating one (``--ckpt_path`` sets it from the checkpoint).
         log_model: Lightning's checkpoint logging; rvar leaves it off and logs the best and last checkpoints
             through :class:`rvar.lit.callbacks.ArtifactCheckpoints`.
@@ -100,6 +146,7 @@ class RVARMLFlowLogger(MLFlowLogger):
                  artifact_location: Optional[str] = None, run_id: Optional[str] = None,
                  log_model: bool = False, prefix: str = "") -> None:
         tracking_uri = resolve_tracking_uri(tracking_uri)
+        run_name = run_name or default_run_name(command="run")
         super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri,
                          tags=dict(tags or {}), save_dir=None, log_model=log_model, prefix=prefix,
                          artifact_location=artifact_location or default_artifact_location(tracking_uri),
@@ -118,7 +165,9 @@ class RVARMLFlowLogger(MLFlowLogger):
         if not self._initialized and rank_zero_only.rank == 0:
             if self._run_id is None:
                 self.tags = {**run_tags(), **(self.tags or {})}
-                return super().experiment
+                client = super().experiment
+                mark_training_experiment(client, self._experiment_id)
+                return client
             client = super().experiment
             client.update_run(self._run_id, status="RUNNING")  # a killed run was left RUNNING or FAILED
             return client
