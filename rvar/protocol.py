@@ -258,3 +258,44 @@ def warn_if_unmapped(labels: Sequence[str]) -> None:
     if unmapped:
         warnings.warn(f"no Table 1 test set for label(s) {', '.join(unmapped)}: reported without paper values "
                       f"(known: {', '.join(TABLE1_SETS)} and the aliases in rvar.protocol)", stacklevel=2)
+
+
+# 5. rvar compare ------------------------------------------------------------------------------------------
+def compare_samples(data: str, names: Sequence[str], seed: int, max_images: Optional[int], size: int = 512):
+    """``rvar compare --protocol restorevar``'s test images as (name, degradation, degraded, clean) tuples.
+
+    Paired folders and manifests: both images Lanczos-resized to ``size``. Clean folders (and ``embedded-val``):
+    each image Lanczos-resized, then degraded by each of ``names`` (seeded like the native path).
+    """
+    from rvar.data.datasets import load_pairs, scan_clean_folders, source_kind
+    from rvar.data.degrade import make_degradation, sample_seed
+    from rvar.data.embedded import ensure_embedded
+    from rvar.io import read_image
+
+    folder = ensure_embedded() / "val" if data == "embedded-val" else Path(data)
+    limit = max_images or None
+    if data == "embedded-val" or source_kind(folder) == "clean":
+        paths = scan_clean_folders([folder])[:limit]
+        out = []
+        for name in names:
+            op = make_degradation(name)
+            for number, path in enumerate(paths):
+                clean = lanczos_resize(read_image(path).rgb, size)
+                generator = torch.Generator().manual_seed(sample_seed(seed, name, number))
+                out.append((path.stem, name, op(clean[None], generator)[0].clamp(0, 1), clean))
+        return out
+    return [(entry.input_path.stem, entry.degradation,
+             *paired_resize(read_image(entry.input_path).rgb, read_image(entry.target_path).rgb, size))
+            for entry in load_pairs([data])[:limit]]
+
+
+def rescore(rows: List[Dict[str, object]], images: Mapping[tuple, torch.Tensor], cleans: Sequence[torch.Tensor],
+            protocol: EvalProtocol) -> None:
+    """Replace PSNR/SSIM/LPIPS of ``rvar compare``'s per-image rows (model by model, in sample order) in place."""
+    scorer = ProtocolScorer(protocol)
+    numbers: Dict[str, int] = {}
+    for row in rows:
+        number = numbers.get(str(row["model"]), 0)
+        numbers[str(row["model"])] = number + 1
+        scores = scorer(images[(row["model"], number)][None], cleans[number][None])
+        row.update({name: None if value is None else float(value[0]) for name, value in scores.items()})

@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlflow", action=argparse.BooleanOptionalAction, default=True,
                         help="log to MLflow (default on)")
     parser.add_argument("--experiment", default="rvar-compare", help="MLflow experiment name")
+    parser.add_argument("--protocol", choices=("native", "restorevar"), default="native",
+                        help="native: centre crops at --size, float metrics; restorevar: the paper's (512x512 Lanczos "
+                             "pairs, uint8 RGB PSNR/SSIM, LPIPS-Alex, --max-images default 5000); both also write "
+                             "table1.md (RestoreVAR's Table 1 layout with the paper's values)")
 
 
 # ---- 1. models ----------------------------------------------------------------------------------------------
@@ -321,14 +325,24 @@ def run(args: argparse.Namespace) -> int:
     contenders = load_contenders(args.checkpoints, args.labels, args.steps) + [input_contender()]
     natives = sorted({c.model.native for c in contenders if c.model.native})
     size = args.size or (natives[-1] if natives else 256)
-    samples = load_samples(args.data, names, size, args.seed, args.max_images)
+    if args.protocol == "restorevar":  # rvar/protocol.py
+        from rvar.protocol import compare_samples
+
+        size = args.size or 512
+        samples = [Sample(*s) for s in compare_samples(args.data, names, args.seed, args.max_images or 5000, size)]
+    else:
+        samples = load_samples(args.data, names, size, args.seed, args.max_images)
     if not samples:
         raise UserError(f"{args.data}: no test images")
     rows, images = evaluate(contenders, samples, args.seed)
+    if args.protocol == "restorevar":
+        from rvar.protocol import EvalProtocol, rescore
+
+        rescore(rows, images, [s.clean for s in samples], EvalProtocol.restorevar(size))
     table = aggregate(rows, contenders)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    header = (f"data `{args.data}`, {len(samples)} image(s) at {size} px, seed {args.seed}, "
+    header = (f"data `{args.data}`, {len(samples)} image(s) at {size} px ({args.protocol} protocol), seed {args.seed}, "
               f"degradations {', '.join(sorted({s.degradation for s in samples}))}; CPU, fp32, "
               f"{torch.get_num_threads()} threads; checkpoints: "
               + ", ".join(f"{c.label} = `{c.path}`" for c in contenders))
@@ -336,10 +350,14 @@ def run(args: argparse.Namespace) -> int:
     write_markdown(out_dir / "results.md", table, header)
     grids = write_grids(out_dir, contenders, samples, images)
     write_plot(out_dir / "quality_vs_time.png", table)
+    from rvar.protocol import format_table1, table1_rows
+
+    (out_dir / "table1.md").write_text(format_table1(table1_rows(rows), args.protocol) + "\n")
     print((out_dir / "results.md").read_text())
     print(f"wrote {out_dir}/results.md, results.csv, quality_vs_time.png and {len(grids)} grid(s)", file=sys.stderr)
     if args.mlflow:
         params = {"data": args.data, "seed": str(args.seed), "size": str(size), "steps": str(args.steps),
+                  "protocol": args.protocol,
                   **{f"model/{c.label}": c.path for c in contenders}}
         run_id = log_mlflow(out_dir, table, params, args.experiment)
         print(f"logged to MLflow run {run_id}", file=sys.stderr)
