@@ -279,6 +279,13 @@ def main(argv: Optional[list] = None) -> int:
     report: Dict[str, Any] = {"dry_run": tiny, "torch": torch.__version__, "python": platform.python_version(),
                               "device": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",
                               "gpus": torch.cuda.device_count(), "paper": PAPER}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every section, so a run stopped at the time limit keeps what it measured
+        report["wall_seconds"] = time.perf_counter() - start
+        (out / "gpu.json").write_text(json.dumps(report, indent=2) + "\n")
+
     log("bf16 matmul peak ...")
     report["matmul_peak_tflops"] = matmul_peak(device, 1024 if tiny else 8192) / 1e12
     log("whole restorer, bf16, batch 1 and 8 ...")
@@ -286,20 +293,20 @@ def main(argv: Optional[list] = None) -> int:
     report["restore"]["flops_utilization"] = (report["restore"]["flops_per_image"]
                                               / report["restore"]["seconds_per_image"]["1"]
                                               / (report["matmul_peak_tflops"] * 1e12))
+    save()
     log("LDM baseline at 50 and 20 steps ...")
     report["ldm"] = bench_ldm(device, tiny, repeats=max(1, args.repeats - 1))
+    save()
     log(f"prior training step, batch {batch} ...")
     report["train"] = bench_train(device, tiny, batch, args.repeats)
     report["train_checkpointing"] = bench_train(device, tiny, batch, args.repeats, checkpointing=True)
+    save()
     if tiny or torch.cuda.device_count() >= 2:
         log("2-process DDP ...")
         report["ddp"] = bench_ddp(tiny, batch, args.repeats, timeout=300)
     else:
         report["ddp"] = {"skipped": f"{torch.cuda.device_count()} GPU(s) visible; DDP needs 2"}
-    report["wall_seconds"] = time.perf_counter() - start
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu.json").write_text(json.dumps(report, indent=2) + "\n")
+    save()
     text = summary(report)
     (out / "summary.txt").write_text(text + "\n")
     print(text)
