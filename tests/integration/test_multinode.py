@@ -26,7 +26,6 @@ def free_port() -> int:
 @pytest.mark.slow
 @pytest.mark.ddp
 def test_two_torchrun_nodes_match_a_two_process_run(tmp_path_factory, rvar_data_home):
-    single_node = shared_run("ddp_two", tmp_path_factory, rvar_data_home, COMMON + DDP)
     port = free_port()
     folders, nodes = [], []
     for node_rank in (0, 1):
@@ -39,9 +38,11 @@ def test_two_torchrun_nodes_match_a_two_process_run(tmp_path_factory, rvar_data_
         nodes.append(subprocess.Popen(launcher, cwd=folder, env=environment(rvar_data_home), stdout=log,
                                       stderr=subprocess.STDOUT))
         folders.append(folder)
+    # the single-node reference (test_ddp.py's, made once per session) runs while the nodes train
+    single_node = shared_run("ddp_two", tmp_path_factory, rvar_data_home, COMMON + DDP, timeout=900)
     for node, folder in zip(nodes, folders):
         try:
-            code = node.wait(timeout=600)
+            code = node.wait(timeout=900)
         except subprocess.TimeoutExpired:
             for other in nodes:
                 other.kill()
