@@ -56,7 +56,8 @@ class StepTimer(L.Callback):
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self.seconds: List[float] = []
-        self._start = 0.0
+        self.cpu_seconds: List[float] = []  # this process's CPU time per step: less distorted by other load
+        self._start = self._cpu_start = 0.0
         self.rss_at_start = 0.0
 
     def _sync(self, trainer: L.Trainer) -> None:
@@ -72,18 +73,19 @@ class StepTimer(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._sync(trainer)
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._sync(trainer)
         self.seconds.append(time.perf_counter() - self._start)
+        self.cpu_seconds.append(time.process_time() - self._cpu_start)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps({
-            "step_seconds": self.seconds, "global_step": int(trainer.global_step),
+            "step_seconds": self.seconds, "step_cpu_seconds": self.cpu_seconds, "global_step": int(trainer.global_step),
             "peak_rss_mib": peak_rss_mib(), "peak_rss_mib_before_first_step": self.rss_at_start,
             "trainable_parameters": self.trainable, "parameters": self.total,
             "precision": str(trainer.precision), "threads": __import__("torch").get_num_threads()}, indent=2))
