@@ -5,6 +5,10 @@ process builds a restorer with random weights (speed does not depend on them), r
 untimed warm-up, and reports seconds per image, the tokenizer's encode+decode seconds on the same image, and
 the process's peak resident memory (weights included). A fresh process per configuration keeps the memory
 high-water marks apart.
+
+``pipeline_flops_utilization`` = FLOPs of one restore (``FlopCounterMode``: matmuls, convolutions and attention;
+elementwise work is not counted) / its seconds / the bf16 ``torch.mm`` peak measured in the same process. The bf16
+peak is the denominator for both precisions, so fp32 rows read as a fraction of what bf16 could reach.
 """
 from __future__ import annotations
 
@@ -74,9 +78,19 @@ def measure(size: str, precision: str, repeats: int = 1) -> Dict[str, Any]:
     tokenizer_s = timed(lambda: restorer.tokenizer.reconstruct(img))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     params = sum(p.numel() for p in restorer.parameters())
+    from rvar.bench import count_flops, matmul_peak
+
+    with torch.inference_mode():
+        if ctx is None:
+            flops = count_flops(lambda: restorer.restore(img))
+        else:
+            with ctx():
+                flops = count_flops(lambda: restorer.restore(img))
+    peak_bf16 = matmul_peak(torch.bfloat16)
     return {"size": size, "image_size": side, "precision": precision, "restore_seconds": restore_s,
             "tokenizer_encode_decode_seconds": tokenizer_s, "peak_memory_mib": peak_mib, "parameters": params,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "restore_flops": flops, "matmul_peak_bf16_flops": peak_bf16,
+            "pipeline_flops_utilization": flops / restore_s / peak_bf16}
 
 
 def run_pipeline_bench(sizes: Sequence[str], precisions: Sequence[str] = PRECISIONS, repeats: int = 1,
@@ -95,10 +109,11 @@ def run_pipeline_bench(sizes: Sequence[str], precisions: Sequence[str] = PRECISI
 
 
 def format_pipeline(results: List[Dict[str, Any]]) -> str:
-    lines = ["| size | precision | parameters | restore s / image | tokenizer encode+decode s | peak memory MiB |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = ["| size | precision | parameters | restore s / image | tokenizer encode+decode s | peak memory MiB "
+             "| GFLOP / restore | pipeline_flops_utilization |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['size']} ({r['image_size']} px) | {r['precision']} | {r['parameters'] / 1e6:.1f} M | "
                      f"{r['restore_seconds']:.3f} | {r['tokenizer_encode_decode_seconds']:.3f} | "
-                     f"{r['peak_memory_mib']:.0f} |")
+                     f"{r['peak_memory_mib']:.0f} | {r['restore_flops'] / 1e9:.1f} | "
+                     f"{100 * r['pipeline_flops_utilization']:.1f} % |")
     return "\n".join(lines)

@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, help="output folder")
     parser.add_argument("--steps", type=int, help="sampling steps of diffusion baselines (default: their own)")
     parser.add_argument("--max-images", type=int, help="at most this many images (per degradation for clean sets)")
-    parser.add_argument("--size", type=int, default=256, help="centre-crop side in pixels (default 256)")
+    parser.add_argument("--size", type=int, help="image side in pixels: the centre crop (default 256), or the Lanczos "
+                                                 "resize of --protocol restorevar (default 512)")
     parser.add_argument("--size-policy", choices=("tile", "resize"), default="tile",
                         help="how models of a smaller native size restore the crops (default tile, as rvar restore)")
     parser.add_argument("--ladder", action=argparse.BooleanOptionalAction, default=True,
@@ -67,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", default="rvar-compare", help="MLflow experiment name")
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                         help="MLflow run tag (repeatable; `rvar demo` nests its comparison this way)")
+    parser.add_argument("--protocol", choices=("native", "restorevar"), default="native",
+                        help="native: centre crops at --size, float metrics; restorevar: the paper's (512x512 Lanczos "
+                             "pairs, uint8 RGB PSNR/SSIM, LPIPS-Alex, --max-images default 5000); both also write "
+                             "table1.md (RestoreVAR's Table 1 layout with the paper's values)")
 
 
 # ---- 1. models ----------------------------------------------------------------------------------------------
@@ -428,16 +433,26 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--max-images must be at least 1")
     if args.data not in EMBEDDED and not Path(args.data).exists():
         raise UserError(f"{args.data}: no such test set (use embedded-test, embedded-val, a folder or a manifest)")
-    if args.size < 16:
+    if args.size is not None and args.size < 16:
         raise UserError("--size must be at least 16 pixels")
     specs = degradation_specs(args.degradations)
     contenders = load_contenders(args.checkpoints, args.labels, args.steps) + [input_contender()]
     ladder_models = load_ladder_models(contenders, args.ladder_from) if args.ladder else []
-    size = args.size
-    samples = load_samples(args.data, specs, size, args.seed, args.max_images)
+    if args.protocol == "restorevar":  # rvar/protocol.py
+        from rvar.protocol import compare_samples
+
+        size = args.size or 512
+        samples = [Sample(*s) for s in compare_samples(args.data, specs, args.seed, args.max_images or 5000, size)]
+    else:
+        size = args.size or 256
+        samples = load_samples(args.data, specs, size, args.seed, args.max_images)
     if not samples:
         raise UserError(f"{args.data}: no test images")
     rows, images = evaluate(contenders, samples, args.seed, args.size_policy)
+    if args.protocol == "restorevar":
+        from rvar.protocol import EvalProtocol, rescore
+
+        rescore(rows, images, [s.clean for s in samples], EvalProtocol.restorevar(size))
     table = aggregate(rows, contenders)
     if ladder_models:
         from rvar.ladder import quality_ladder, write_ladder
@@ -445,7 +460,8 @@ def run(args: argparse.Namespace) -> int:
         ladder = quality_ladder(ladder_models, samples, args.seed, args.size_policy)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    header = (f"data `{args.data}`, {len(samples)} image(s) at {size} px ({args.size_policy} policy), seed {args.seed}, "
+    header = (f"data `{args.data}`, {len(samples)} image(s) at {size} px ({args.protocol} protocol, "
+              f"{args.size_policy} policy), seed {args.seed}, "
               f"degradations {', '.join(sorted({s.degradation for s in samples}))}; CPU, fp32, "
               f"{torch.get_num_threads()} threads; checkpoints: "
               + ", ".join(f"{c.label} = `{c.path}`" for c in contenders))
@@ -456,11 +472,14 @@ def run(args: argparse.Namespace) -> int:
     grids = write_grids(out_dir, contenders, samples, images)
     write_samples(out_dir, contenders, samples, images, rows)  # for the report's before/after viewer
     write_plot(out_dir / "quality_vs_time.png", table)
+    from rvar.protocol import format_table1, table1_rows
+
+    (out_dir / "table1.md").write_text(format_table1(table1_rows(rows), args.protocol) + "\n")
     print((out_dir / "results.md").read_text())
     print(f"wrote {out_dir}/results.md, results.csv, quality_vs_time.png and {len(grids)} grid(s)", file=sys.stderr)
     if args.mlflow:
         params = {"data": args.data, "seed": str(args.seed), "size": str(size), "steps": str(args.steps),
-                  "size_policy": args.size_policy, "degradations": args.degradations,
+                  "size_policy": args.size_policy, "degradations": args.degradations, "protocol": args.protocol,
                   **{f"model/{c.label}": c.path for c in contenders}}
         run_id = log_mlflow(out_dir, table, params, args.experiment, args.tag)
         print(f"logged to MLflow run {run_id}", file=sys.stderr)

@@ -22,6 +22,7 @@ from rvar.data.datasets import CleanFolderDataset, EpochSampler, PairedDataset, 
 from rvar.data.degrade import DegradationPipeline
 from rvar.data.embedded import default_root, ensure_embedded
 from rvar.errors import UserError
+from rvar.protocol import PROTOCOLS
 
 DEFAULT_DEGRADATIONS: List[Dict[str, Any]] = [
     {"name": "haze"}, {"name": "rain"}, {"name": "snow"}, {"name": "low_light"}, {"name": "motion_blur"},
@@ -58,6 +59,11 @@ class DegradationDataModule(L.LightningDataModule):
         degradation_weights: relative weights per degradation label for paired/manifest training draws;
             None: every degradation equally likely.
         data_root: where the embedded photos live; None: ``$RVAR_DATA_HOME`` or ``~/.cache/rvar/embedded``.
+        eval_protocol: how test/predict images are prepared: ``native`` (centre crops of ``crop_size``) or
+            ``restorevar`` (the paper's: whole images, degraded and clean Lanczos-resized together to
+            ``eval_size``; see :mod:`rvar.protocol`). ``RestorerModule`` scores the way this names.
+        eval_size: side of the ``restorevar`` protocol's resize (512 in the paper).
+        eval_max_images: ``restorevar`` protocol: images per test source (5000 in the reference scripts; None: all).
     """
 
     def __init__(self, train_dirs: Optional[List[str]] = None, val_dirs: Optional[List[str]] = None,
@@ -66,9 +72,13 @@ class DegradationDataModule(L.LightningDataModule):
                  degradations: Optional[List[Dict[str, Any]]] = None, pipeline_mode: str = "one_of",
                  seed: int = 0, samples_per_epoch: Optional[int] = None, val_samples: Optional[int] = None,
                  test_samples: Optional[int] = None, degradation_weights: Optional[Dict[str, float]] = None,
-                 data_root: Optional[str] = None) -> None:
+                 data_root: Optional[str] = None, eval_protocol: str = "native", eval_size: int = 512,
+                 eval_max_images: Optional[int] = 5000) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if eval_protocol not in PROTOCOLS:
+            raise UserError(f"data.eval_protocol: unknown {eval_protocol!r}; known: {', '.join(PROTOCOLS)}")
+        self.eval_protocol, self.eval_size, self.eval_max_images = eval_protocol, int(eval_size), eval_max_images
         self.train_dirs, self.val_dirs, self.test_dirs = train_dirs, val_dirs, test_dirs
         self.paired_dirs, self.manifest = paired_dirs, manifest
         self.crop_size, self.batch_size, self.num_workers = int(crop_size), int(batch_size), int(num_workers)
@@ -118,6 +128,10 @@ class DegradationDataModule(L.LightningDataModule):
         if not sources:
             return None
         kinds = {source_kind(s) for s in sources}
+        if split == "test" and self.eval_protocol == "restorevar":
+            from rvar.protocol import ProtocolDataset
+
+            return ProtocolDataset(sources, self.eval_size, self.eval_max_images, self.pipeline, self.seed, split)
         train = split == "train"
         samples = {"train": self.samples_per_epoch, "val": self.val_samples, "test": self.test_samples}[split]
         if kinds == {"clean"}:

@@ -17,6 +17,7 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from rvar.errors import UserError
 from rvar.lit.base import RVARModule, restorevar_adamw, to_signed, to_unit
+from rvar.nn.checkpointing import enable_activation_checkpointing
 from rvar.nn.checkpoints import build_tokenizer, load_checkpoint, load_strict, sub_state_dict
 from rvar.nn.prior import PriorConfig, RestoreVARPrior
 from rvar.nn.tokenizer import VQVAE
@@ -44,6 +45,8 @@ class PriorModule(RVARModule):
         val_max_batches: validation batches that are also restored by sampling (the costly part); the
             teacher-forced ``val/loss`` covers every batch. None: all.
         grid_images: samples in the degraded | restored | clean grid per validation epoch.
+        gradient_checkpointing: recompute each prior block's activations in the backward pass (less memory,
+            about one more forward of compute; same outputs and gradients). See :mod:`rvar.nn.checkpointing`.
     """
 
     checkpoint_kind = "prior"
@@ -51,7 +54,7 @@ class PriorModule(RVARModule):
     def __init__(self, tokenizer_ckpt: Optional[str] = None, prior: Optional[PriorConfig] = None,
                  init_from: Optional[str] = None, label_smoothing: float = 0.0,
                  optimizer: OptimizerCallable = restorevar_adamw, val_max_batches: Optional[int] = 4,
-                 grid_images: int = 4) -> None:
+                 grid_images: int = 4, gradient_checkpointing: bool = False) -> None:
         super().__init__(grid_images)
         prior = PriorConfig(**prior) if isinstance(prior, dict) else prior
         self.save_hyperparameters(ignore=["optimizer"])
@@ -73,6 +76,10 @@ class PriorModule(RVARModule):
         self.prior = RestoreVARPrior(prior)
         if init is not None:
             load_strict(self.prior, sub_state_dict(init["state_dict"], "prior."), init_from)
+        # 3. optional activation checkpointing (training memory)
+        self.gradient_checkpointing = bool(gradient_checkpointing)
+        if self.gradient_checkpointing:
+            enable_activation_checkpointing(self.prior.blocks)
 
     # ---- steps --------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -17,6 +17,7 @@ from einops import rearrange
 from lightning.pytorch.cli import OptimizerCallable
 
 from rvar.lit.base import RVARModule, restorevar_adamw, to_signed, to_unit
+from rvar.nn.checkpointing import enable_activation_checkpointing, refiner_units
 from rvar.nn.checkpoints import build_restorer, load_checkpoint
 from rvar.nn.refiner import LatentRefiner, RefinerConfig
 
@@ -34,6 +35,8 @@ class RefinerModule(RVARModule):
         grid_images: samples in the degraded | prior only | refined | clean grid per validation epoch.
         condition_on_degraded: also feed the degraded image's encoder features straight into the refiner
             (``RefinerConfig.in_dim_degraded``; off in the released RestoreVAR, on in the CPU demo recipe).
+        gradient_checkpointing: recompute the refiner's attention/FFN activations in the backward pass (less
+            memory, same outputs and gradients). See :mod:`rvar.nn.checkpointing`.
     """
 
     checkpoint_kind = "restorer"
@@ -41,7 +44,7 @@ class RefinerModule(RVARModule):
     def __init__(self, prior_ckpt: str, refiner_dim: int = 384, refiner_depth: int = 12, refiner_heads: int = 6,
                  refiner_mlp_dim: int = 768, optimizer: OptimizerCallable = restorevar_adamw,
                  val_max_batches: Optional[int] = None, grid_images: int = 4,
-                 condition_on_degraded: bool = False) -> None:
+                 condition_on_degraded: bool = False, gradient_checkpointing: bool = False) -> None:
         super().__init__(grid_images)
         self.save_hyperparameters(ignore=["optimizer"])
         self.prior_ckpt, self.optimizer, self.val_max_batches = prior_ckpt, optimizer, val_max_batches
@@ -56,6 +59,10 @@ class RefinerModule(RVARModule):
             latent_side=pc.patch_nums[-1], num_tokens=pc.num_tokens, z_channels=pc.z_channels,
             prior_width=pc.embed_dim, dim=refiner_dim, depth=refiner_depth, heads=refiner_heads,
             mlp_dim=refiner_mlp_dim, in_dim_degraded=pc.z_channels if condition_on_degraded else 0))
+        # 3. optional activation checkpointing (training memory)
+        self.gradient_checkpointing = bool(gradient_checkpointing)
+        if self.gradient_checkpointing:
+            enable_activation_checkpointing(refiner_units(self.refiner))
 
     # ---- steps --------------------------------------------------------------------------------------
     @torch.no_grad()

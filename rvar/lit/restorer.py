@@ -6,8 +6,16 @@ handles devices, DDP and logging::
     rvar test    --config experiments/predict.yaml --model.ckpt outputs/demo/restorevar.ckpt
     rvar predict --config experiments/predict.yaml --model.ckpt outputs/demo/restorevar.ckpt
 
-``test`` logs ``test/psnr``, ``test/ssim`` (overall and per degradation); ``predict`` returns, per batch, the
-restored images with their keys, and :class:`RestoredImageWriter` writes them as PNGs.
+``test`` logs ``test/psnr``, ``test/ssim`` and ``test/lpips`` when its weights are present (overall and per
+degradation) and prints them per test set in the layout of RestoreVAR's Table 1, next to the paper's values;
+``predict`` returns, per batch, the restored images with their keys, and :class:`RestoredImageWriter` writes them.
+
+The evaluation protocol (:mod:`rvar.protocol`) is the data's ``eval_protocol``: ``native`` (centre crops at the
+model's size, float metrics) or ``restorevar`` (the paper's: 512x512 Lanczos pairs, uint8 RGB PSNR/SSIM as
+scikit-image computes them, LPIPS-Alex, at most 5000 images per test set)::
+
+    rvar test --config experiments/predict.yaml --model.ckpt C --data.init_args.eval_protocol restorevar \
+        --data.init_args.test_dirs '[data/SOTS-outdoor, data/Snow100K, data/Rain13K, data/LOLv1, data/GoPro]'
 
 Shapes: B batch, H/W image side.
 """
@@ -22,7 +30,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from rvar.inference import apply_any_size, load_restoration_model
 from rvar.io import save_grid, write_image
-from rvar.metrics import psnr_per_image, ssim_per_image
+from rvar.errors import UserError
+from rvar.protocol import TABLE1_SETS, EvalProtocol, ProtocolScorer, format_table1, table1_set
 from rvar.nn.restorer import Restorer
 
 
@@ -33,15 +42,24 @@ class RestorerModule(L.LightningModule):
         ckpt: the checkpoint (kind ``restorer``, ``prior`` or ``baseline``).
         steps: sampling steps of diffusion baselines (None: their default).
         size_policy: for images not at the model's native size: ``tile`` or ``resize`` (see :mod:`rvar.inference`).
+        protocol: ``native`` or ``restorevar``; None (default): the DataModule's ``eval_protocol``. Naming one that
+            differs from the data's is an error (the data decides how images are sized).
+        table_path: also write the Table 1 layout (markdown) here after ``rvar test``.
     """
 
-    def __init__(self, ckpt: str, steps: Optional[int] = None, size_policy: str = "tile") -> None:
+    def __init__(self, ckpt: str, steps: Optional[int] = None, size_policy: str = "tile",
+                 protocol: Optional[str] = None, table_path: Optional[str] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         loaded = load_restoration_model(ckpt, torch.device("cpu"), "fp32", steps)
         self.net, self.native, self.description = loaded.module, loaded.native, loaded.description
         self.net.requires_grad_(False).eval()
         self.steps, self.size_policy = steps, size_policy
+        if protocol is not None:
+            EvalProtocol.named(protocol)  # unknown names fail here, before any data is read
+        self.protocol, self.table_path = protocol, table_path
+        self.scorer: Optional[ProtocolScorer] = None
+        self.table_sets = (*TABLE1_SETS, "other")
 
     def _restore_native(self, x01_B3HW: torch.Tensor) -> torch.Tensor:
         if isinstance(self.net, Restorer):
@@ -55,15 +73,53 @@ class RestorerModule(L.LightningModule):
         return torch.stack([apply_any_size(self._restore_native, img.cpu(), self.native, self.size_policy).to(self.device)
                             for img in degraded01_B3HW])
 
+    # ---- rvar test --------------------------------------------------------------------------------------
+    def on_test_start(self) -> None:
+        data = getattr(self.trainer, "datamodule", None)
+        data_protocol = getattr(data, "eval_protocol", None)
+        if self.protocol and data_protocol and self.protocol != data_protocol:
+            raise UserError(f"model.protocol {self.protocol!r} differs from data.eval_protocol {data_protocol!r}: "
+                            "set data.init_args.eval_protocol (it decides how test images are sized)")
+        name = self.protocol or data_protocol or "native"
+        self.scorer = ProtocolScorer(EvalProtocol.named(name))
+        # per Table 1 test set (+ "other"): images, PSNR sum, SSIM sum, LPIPS sum, LPIPS count
+        self.table_sums = torch.zeros(len(self.table_sets), 5, dtype=torch.float64, device=self.device)
+
     def test_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
         restored = self(batch["degraded"])
         B = restored.shape[0]
-        for name, values in (("psnr", psnr_per_image(restored, batch["clean"])),
-                             ("ssim", ssim_per_image(restored, batch["clean"]))):
+        scores = self.scorer(restored, batch["clean"])
+        labels = list(batch["degradation"])
+        for name, values in scores.items():
+            if values is None:
+                continue
             self.log(f"test/{name}", values.mean(), batch_size=B, sync_dist=True)
-            for label in sorted(set(batch["degradation"])):
-                mask = torch.tensor([d == label for d in batch["degradation"]], device=values.device)
+            for label in sorted(set(labels)):
+                mask = torch.tensor([d == label for d in labels], device=values.device)
                 self.log(f"test/{name}/{label}", values[mask].mean(), batch_size=int(mask.sum()), sync_dist=True)
+        for i, label in enumerate(labels):
+            row = self.table_sets.index(table1_set(label) or "other")
+            lpips = scores["lpips"]
+            self.table_sums[row] += torch.tensor(
+                [1.0, float(scores["psnr"][i]), float(scores["ssim"][i]),
+                 0.0 if lpips is None else float(lpips[i]), 0.0 if lpips is None else 1.0],
+                dtype=torch.float64, device=self.table_sums.device)
+
+    def on_test_epoch_end(self) -> None:
+        sums = self.trainer.strategy.reduce(self.table_sums, reduce_op="sum")
+        rows = []
+        for name, (count, psnr, ssim, lpips, lpips_count) in zip(self.table_sets, sums.tolist()):
+            if count:
+                rows.append({"model": Path(self.hparams.ckpt).name, "dataset": name, "images": int(count),
+                             "psnr": psnr / count, "ssim": ssim / count,
+                             "lpips": lpips / lpips_count if lpips_count else None})
+        if self.trainer.is_global_zero and rows:
+            table = format_table1(rows, self.scorer.protocol.name)
+            print(table)
+            if self.table_path:
+                path = Path(self.table_path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(table + "\n")
 
     def predict_step(self, batch: Dict[str, Any], batch_idx: int) -> Dict[str, Any]:
         return {"restored": self(batch["degraded"]).cpu(), "degraded": batch["degraded"].cpu(),

@@ -54,11 +54,11 @@ def fit(folder: Path, data_home: Path, extra: Sequence[str] = (), timeout: int =
     return done
 
 
-def shared_run(name: str, tmp_path_factory, data_home: Path, extra: Sequence[str] = ()) -> Path:
+def shared_run(name: str, tmp_path_factory, data_home: Path, extra: Sequence[str] = (), timeout: int = 400) -> Path:
     """The folder of a run made once per session (``name`` identifies it)."""
     if name not in _RUNS:
         folder = tmp_path_factory.mktemp(name)
-        fit(folder, data_home, extra)
+        fit(folder, data_home, extra, timeout)
         _RUNS[name] = folder
     return _RUNS[name]
 

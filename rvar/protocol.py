@@ -1,0 +1,303 @@
+"""Evaluation protocols: the framework's native-resolution default and RestoreVAR's published one.
+
+Paper: RestoreVAR (Rajagopalan, Narayan, Patel; arXiv 2505.18047), Table 1. Reference code: sudraj2002/RestoreVAR
+(``utils/paired_transform.py``, ``metric_utils/val_utils.py``). Its evaluation:
+
+* the degraded input and its ground truth are both resized to 512x512 with Lanczos (a paired transform, whatever
+  the original size or aspect ratio; PIL's resampler, as torchvision's ``Resize`` on PIL images) before restoring
+  and scoring;
+* the restored image and the ground truth are clipped to [0, 1] and quantised to uint8 as ``(x * 255)`` cast to
+  uint8 (truncation, in float32), then scored on RGB the way scikit-image's ``peak_signal_noise_ratio`` and
+  ``structural_similarity(channel_axis=-1, data_range=255)`` do (7x7 uniform window, sample covariance,
+  K1 0.01, K2 0.03, the 3-pixel border left out, mean over channels);
+* LPIPS with the AlexNet backbone (used when its weights are in ``$TORCH_HOME``, else skipped with one warning);
+* each test set stops after ``max_images`` images (5000 in the reference scripts).
+
+``native`` is rvar's own: images at the model's native size (centre crops), float PSNR/SSIM (torchmetrics,
+gaussian window) and LPIPS when present. :func:`format_table1` prints per-dataset results in the layout of the
+paper's Table 1 with the published RestoreVAR values as reference rows.
+
+Shapes: B batch, H/W image side.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from rvar.errors import UserError
+
+PROTOCOLS = ("native", "restorevar")
+
+# RestoreVAR's Table 1 (arXiv 2505.18047): PSNR / SSIM / LPIPS of the released model per test set.
+PAPER_TABLE1: Dict[str, Dict[str, float]] = {
+    "RESIDE": {"psnr": 24.67, "ssim": 0.821, "lpips": 0.074},
+    "Snow100K": {"psnr": 24.05, "ssim": 0.713, "lpips": 0.156},
+    "Rain13K": {"psnr": 23.97, "ssim": 0.700, "lpips": 0.153},
+    "LOLv1": {"psnr": 21.72, "ssim": 0.782, "lpips": 0.126},
+    "GoPro": {"psnr": 23.96, "ssim": 0.737, "lpips": 0.167},
+}
+# degradation labels (paired-folder names, manifest labels, registered degradations) -> Table 1 test set
+_ALIASES: Dict[str, str] = {
+    "reside": "RESIDE", "reside-ots": "RESIDE", "reside-sots": "RESIDE", "sots": "RESIDE", "sots-outdoor": "RESIDE",
+    "ots": "RESIDE", "haze": "RESIDE", "dehazing": "RESIDE",
+    "snow100k": "Snow100K", "snow": "Snow100K", "desnowing": "Snow100K",
+    "rain13k": "Rain13K", "rain": "Rain13K", "deraining": "Rain13K",
+    "lolv1": "LOLv1", "lol": "LOLv1", "low_light": "LOLv1", "lowlight": "LOLv1",
+    "gopro": "GoPro", "motion_blur": "GoPro", "blur": "GoPro", "deblurring": "GoPro",
+}
+TABLE1_SETS = tuple(PAPER_TABLE1)
+
+
+def table1_set(label: str) -> Optional[str]:
+    """The Table 1 test set a degradation label belongs to (``Rain13K``, ``haze`` -> ``RESIDE``), else None."""
+    return _ALIASES.get(str(label).strip().lower())
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """How a test set is sized and scored.
+
+    Args:
+        name: ``native`` or ``restorevar``.
+        size: side of the paired Lanczos resize (``restorevar``); unused by ``native``.
+        max_images: images per test set (None: all).
+        lpips_net: LPIPS backbone.
+    """
+
+    name: str = "native"
+    size: int = 512
+    max_images: Optional[int] = None
+    lpips_net: str = "alex"
+
+    @classmethod
+    def restorevar(cls, size: int = 512, max_images: Optional[int] = 5000) -> "EvalProtocol":
+        return cls("restorevar", size, max_images, "alex")
+
+    @classmethod
+    def named(cls, name: str, **overrides) -> "EvalProtocol":
+        if name not in PROTOCOLS:
+            raise UserError(f"unknown evaluation protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+        return cls.restorevar(**overrides) if name == "restorevar" else cls("native", **overrides)
+
+
+# 1. the paired transform -----------------------------------------------------------------------------------
+def to_uint8(x01: torch.Tensor) -> torch.Tensor:
+    """RestoreVAR's quantisation: clip to [0, 1], ``x * 255`` in float32, cast (truncates) to uint8."""
+    return (x01.detach().float().clamp(0, 1) * 255).to(torch.uint8)
+
+
+def lanczos_resize(image_CHW: torch.Tensor, size: int) -> torch.Tensor:
+    """An image in [0, 1] (3, H, W) resized to (3, size, size) with PIL's Lanczos on its uint8 pixels."""
+    pixels = to_uint8(image_CHW).permute(1, 2, 0).cpu().numpy()
+    resized = Image.fromarray(np.ascontiguousarray(pixels)).resize((size, size), Image.LANCZOS)
+    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float() / 255
+
+
+def paired_resize(degraded_CHW: torch.Tensor, clean_CHW: torch.Tensor, size: int):
+    """The same Lanczos resize of the degraded image and its ground truth, whatever their aspect ratio."""
+    return lanczos_resize(degraded_CHW, size), lanczos_resize(clean_CHW, size)
+
+
+# 2. metrics on quantised RGB ------------------------------------------------------------------------------
+def psnr_uint8(pred01_B3HW: torch.Tensor, target01_B3HW: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB) per image of the uint8-quantised RGB images, data range 255 (scikit-image's formula). (B,)"""
+    pred, target = to_uint8(pred01_B3HW).double(), to_uint8(target01_B3HW).double()
+    mse = (pred - target).square().flatten(1).mean(1)
+    return 10 * torch.log10(255.0 ** 2 / mse)  # identical images give inf, as scikit-image does
+
+
+def ssim_uint8(pred01_B3HW: torch.Tensor, target01_B3HW: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """SSIM per image as ``skimage.metrics.structural_similarity(channel_axis=-1, data_range=255)``. (B,)
+
+    Uniform ``window`` x ``window`` means with the sample covariance (N / (N - 1)); scikit-image filters the whole
+    image and then drops a border of ``window // 2`` pixels, which leaves exactly the windows that lie inside the
+    image: the "valid" average pooling below, so the border mode never matters.
+    """
+    x, y = to_uint8(pred01_B3HW).double(), to_uint8(target01_B3HW).double()
+    C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mean = lambda t: F.avg_pool2d(t, window, stride=1)  # noqa: E731
+    ux, uy = mean(x), mean(y)
+    cov_norm = window * window / (window * window - 1)
+    vx = cov_norm * (mean(x * x) - ux * ux)
+    vy = cov_norm * (mean(y * y) - uy * uy)
+    vxy = cov_norm * (mean(x * y) - ux * uy)
+    s = ((2 * ux * uy + C1) * (2 * vxy + C2)) / ((ux * ux + uy * uy + C1) * (vx + vy + C2))
+    return s.mean(dim=(2, 3)).mean(dim=1)  # per channel, then over channels
+
+
+class ProtocolScorer:
+    """Per-image PSNR, SSIM and LPIPS (or None) under a protocol.
+
+    Args:
+        protocol: the :class:`EvalProtocol`.
+        allow_random_lpips: see :func:`rvar.metrics.load_lpips` (tests only).
+    """
+
+    def __init__(self, protocol: EvalProtocol, allow_random_lpips: bool = False) -> None:
+        from rvar.metrics import load_lpips
+
+        self.protocol = protocol
+        self.lpips = load_lpips(protocol.lpips_net, allow_random_backbone=allow_random_lpips)
+
+    def __call__(self, pred01_B3HW: torch.Tensor, target01_B3HW: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:
+        from rvar.metrics import lpips_per_image, psnr_per_image, ssim_per_image
+
+        if self.protocol.name == "restorevar":
+            pred01_B3HW = to_uint8(pred01_B3HW).float() / 255  # LPIPS sees the quantised images too
+            target01_B3HW = to_uint8(target01_B3HW).float() / 255
+            psnr, ssim = psnr_uint8(pred01_B3HW, target01_B3HW), ssim_uint8(pred01_B3HW, target01_B3HW)
+        else:
+            psnr, ssim = psnr_per_image(pred01_B3HW, target01_B3HW), ssim_per_image(pred01_B3HW, target01_B3HW)
+        lpips = None
+        if self.lpips is not None:
+            self.lpips.to(pred01_B3HW.device)
+            lpips = lpips_per_image(self.lpips, pred01_B3HW, target01_B3HW)
+        return {"psnr": psnr.float(), "ssim": ssim.float(), "lpips": None if lpips is None else lpips.float()}
+
+
+# 3. the test set ------------------------------------------------------------------------------------------
+class ProtocolDataset(Dataset):
+    """A test set under RestoreVAR's protocol: whole images, Lanczos-resized in pairs to ``size``.
+
+    Paired folders and manifests give (degraded, clean) pairs. Clean folders are resized first and then degraded by
+    ``pipeline`` (worker ops here; batched ops after transfer, from ``_seed``). Each source stops after
+    ``max_images`` images (the reference scripts evaluate one test set per run).
+
+    Items: ``degraded``, ``clean`` (3, size, size) float32 in [0, 1] (uint8 values), ``degradation``, ``index``
+    and, for clean sources, ``_seed``.
+    """
+
+    def __init__(self, sources: Sequence[str | Path], size: int = 512, max_images: Optional[int] = 5000,
+                 pipeline=None, seed: int = 0, stream: str = "test") -> None:
+        from rvar.data.datasets import load_pairs, scan_clean_folders, source_kind
+
+        self.size, self.pipeline, self.seed, self.stream = int(size), pipeline, int(seed), stream
+        self.items: List[tuple] = []  # (kind, first path, second path or None, label)
+        for source in sources:
+            kind = source_kind(source)
+            if kind == "clean":
+                found = [("clean", p, None, None) for p in scan_clean_folders([source])]
+            else:
+                found = [("pair", e.input_path, e.target_path, e.degradation) for e in load_pairs([source])]
+            self.items.extend(found[:max_images] if max_images else found)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: int) -> Dict[str, object]:
+        from rvar.data.degrade import sample_seed
+        from rvar.io import read_image
+
+        kind, first, second, label = self.items[key]
+        if kind == "pair":
+            degraded, clean = paired_resize(read_image(first).rgb, read_image(second).rgb, self.size)
+            return {"degraded": degraded, "clean": clean, "degradation": label, "index": key}
+        clean = lanczos_resize(read_image(first).rgb, self.size)
+        seed = sample_seed(self.seed, self.stream, key)
+        degraded, label = clean, "none"
+        if self.pipeline is not None:
+            degraded, label = self.pipeline.apply_worker_ops(clean, seed)
+        return {"degraded": degraded, "clean": clean, "degradation": label, "index": key, "_seed": seed}
+
+
+# 4. the Table 1 layout -------------------------------------------------------------------------------------
+def table1_rows(per_image: Sequence[Mapping[str, object]]) -> List[Dict[str, object]]:
+    """Means per (model, Table 1 test set) from per-image rows ``{model, degradation, psnr, ssim, lpips}``.
+
+    Labels that belong to no Table 1 test set keep their own name (after the five).
+    """
+    groups: Dict[tuple, List[Mapping[str, object]]] = {}
+    for row in per_image:
+        dataset = table1_set(str(row["degradation"])) or str(row["degradation"])
+        groups.setdefault((str(row.get("model", "model")), dataset), []).append(row)
+    order = {name: n for n, name in enumerate(TABLE1_SETS)}
+    out = []
+    for (model, dataset), rows in sorted(groups.items(), key=lambda kv: (order.get(kv[0][1], 99), kv[0][1])):
+        finite = [r for r in rows if np.isfinite(float(r["psnr"]))]
+        lp = [float(r["lpips"]) for r in rows if r.get("lpips") is not None]
+        out.append({"model": model, "dataset": dataset, "images": len(rows),
+                    "psnr": sum(float(r["psnr"]) for r in finite) / max(len(finite), 1),
+                    "ssim": sum(float(r["ssim"]) for r in rows) / len(rows),
+                    "lpips": sum(lp) / len(lp) if lp else None})
+    return out
+
+
+def format_table1(rows: Sequence[Mapping[str, object]], protocol: str = "restorevar") -> str:
+    """Markdown in the layout of RestoreVAR's Table 1, each test set followed by the paper's values."""
+    lines = [f"Evaluation protocol: `{protocol}`" + (" (512x512 Lanczos, uint8 RGB, LPIPS-Alex; the paper's)"
+                                                      if protocol == "restorevar" else
+                                                      " (native size; not comparable with the paper's rows)"),
+             "", "| test set | model | images | PSNR | SSIM | LPIPS |", "|---|---|---:|---:|---:|---:|"]
+    datasets = []
+    for row in rows:
+        if row["dataset"] not in datasets:
+            datasets.append(row["dataset"])
+    for dataset in datasets:
+        for row in (r for r in rows if r["dataset"] == dataset):
+            lp = "-" if row["lpips"] is None else f"{float(row['lpips']):.3f}"
+            lines.append(f"| {dataset} | {row['model']} | {row['images']} | {float(row['psnr']):.2f} | "
+                         f"{float(row['ssim']):.3f} | {lp} |")
+        if dataset in PAPER_TABLE1:
+            ref = PAPER_TABLE1[dataset]
+            lines.append(f"| {dataset} | RestoreVAR (paper, Table 1) | - | {ref['psnr']:.2f} | {ref['ssim']:.3f} | "
+                         f"{ref['lpips']:.3f} |")
+    return "\n".join(lines)
+
+
+def warn_if_unmapped(labels: Sequence[str]) -> None:
+    """One warning naming labels that match no Table 1 test set (their rows have no paper reference)."""
+    unmapped = sorted({str(l) for l in labels if table1_set(str(l)) is None})
+    if unmapped:
+        warnings.warn(f"no Table 1 test set for label(s) {', '.join(unmapped)}: reported without paper values "
+                      f"(known: {', '.join(TABLE1_SETS)} and the aliases in rvar.protocol)", stacklevel=2)
+
+
+# 5. rvar compare ------------------------------------------------------------------------------------------
+def compare_samples(data: str, specs: Sequence, seed: int, max_images: Optional[int], size: int = 512):
+    """``rvar compare --protocol restorevar``'s test images as (name, degradation, degraded, clean) tuples.
+
+    Paired folders and manifests: both images Lanczos-resized to ``size``. Clean folders (and the embedded
+    splits): each image Lanczos-resized, then degraded by each of ``specs`` (``DegradationSpec``: label, name,
+    options; seeded like the native path).
+    """
+    from rvar.commands.compare import EMBEDDED
+    from rvar.data.datasets import load_pairs, scan_clean_folders, source_kind
+    from rvar.data.degrade import make_degradation, sample_seed
+    from rvar.data.embedded import ensure_embedded
+    from rvar.io import read_image
+
+    folder = ensure_embedded() / EMBEDDED[data] if data in EMBEDDED else Path(data)
+    limit = max_images or None
+    if data in EMBEDDED or source_kind(folder) == "clean":
+        paths = scan_clean_folders([folder])[:limit]
+        cleans = [lanczos_resize(read_image(path).rgb, size) for path in paths]
+        out = []
+        for spec in specs:
+            op = make_degradation(spec.name, spec.options)
+            for number, (path, clean) in enumerate(zip(paths, cleans)):
+                generator = torch.Generator().manual_seed(sample_seed(seed, spec.label, number))
+                out.append((path.stem, spec.label, op(clean[None], generator)[0].clamp(0, 1), clean))
+        return out
+    return [(entry.input_path.stem, entry.degradation,
+             *paired_resize(read_image(entry.input_path).rgb, read_image(entry.target_path).rgb, size))
+            for entry in load_pairs([data])[:limit]]
+
+
+def rescore(rows: List[Dict[str, object]], images: Mapping[tuple, torch.Tensor], cleans: Sequence[torch.Tensor],
+            protocol: EvalProtocol) -> None:
+    """Replace PSNR/SSIM/LPIPS of ``rvar compare``'s per-image rows (model by model, in sample order) in place."""
+    scorer = ProtocolScorer(protocol)
+    numbers: Dict[str, int] = {}
+    for row in rows:
+        number = numbers.get(str(row["model"]), 0)
+        numbers[str(row["model"])] = number + 1
+        scores = scorer(images[(row["model"], number)][None], cleans[number][None])
+        row.update({name: None if value is None else float(value[0]) for name, value in scores.items()})
