@@ -45,11 +45,13 @@ def measure(size: str, precision: str, repeats: int = 1) -> Dict[str, Any]:
     import torch
 
     import rvar.registry
+    from rvar.nn import count_parameters
+    from rvar.pixels import to_signed
 
     rvar.registry.load_plugins()
     restorer = build(size)
     side = restorer.image_size
-    img = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    img = to_signed(torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)))
     ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else None
 
     def timed(fn: Callable[[], Any]) -> float:
@@ -73,7 +75,7 @@ def measure(size: str, precision: str, repeats: int = 1) -> Dict[str, Any]:
     restore_s = timed(lambda: restorer.restore(img))
     tokenizer_s = timed(lambda: restorer.tokenizer.reconstruct(img))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-    params = sum(p.numel() for p in restorer.parameters())
+    params = count_parameters(restorer)
     return {"size": size, "image_size": side, "precision": precision, "restore_seconds": restore_s,
             "tokenizer_encode_decode_seconds": tokenizer_s, "peak_memory_mib": peak_mib, "parameters": params,
             "threads": torch.get_num_threads()}

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from rvar.data.degrade import DEFAULT_DEGRADATIONS
 from rvar.errors import UserError
 
 HELP = "compare restorers and baselines on one test set: PSNR/SSIM/LPIPS, time, grids, plot, MLflow"
@@ -32,7 +33,6 @@ example:
   rvar compare outputs/tiny/restorer.ckpt outputs/tiny/ldm/last.ckpt outputs/tiny/nafnet/last.ckpt \\
       --data embedded-val --degradations rain,haze -o outputs/compare --steps 20
 """
-DEFAULT_DEGRADATIONS = ("haze", "rain", "snow", "low_light", "motion_blur")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +81,8 @@ def _labels(paths: Sequence[str], given: Optional[str]) -> List[str]:
 
 def load_contenders(paths: Sequence[str], labels: Optional[str], steps: Optional[int]) -> List[Contender]:
     """Load every checkpoint first, so a bad one fails before anything is written."""
-    from rvar.inference import count_parameters, load_restoration_model
+    from rvar.inference import load_restoration_model
+    from rvar.nn import count_parameters
 
     out = []
     for label, path in zip(_labels(paths, labels), paths):

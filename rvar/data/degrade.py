@@ -31,6 +31,7 @@ from rvar.errors import UserError
 from rvar.registry import DEGRADATIONS
 
 MODES = ("one_of", "chain")
+DEFAULT_DEGRADATIONS = ("haze", "rain", "snow", "low_light", "motion_blur")  # RestoreVAR's five tasks
 
 
 def sample_seed(base_seed: int, stream: str, key: int) -> int:
