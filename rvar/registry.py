@@ -94,7 +94,7 @@ def register_degradation(name: str) -> Callable[[Any], Any]:
 
 
 def register_attention(name: str) -> Callable[[Any], Any]:
-    """Public decorator for attention variants (see :mod:`rvar_plugins.attention`)."""
+    """Public decorator for attention variants (see :class:`rvar.nn.prior.attention.AttentionVariant`)."""
     return ATTENTION.register(name)
 
 
