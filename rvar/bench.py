@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib
 import platform
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -27,15 +26,6 @@ from rvar.inference import native_bf16
 
 SIZES = ("tiny", "d16-256", "d16-512")
 QUICK_SIZES = ("tiny", "d16-256")
-
-
-@dataclass
-class BenchSize:
-    """One size of the comparison: the prior and the latent side it works at."""
-
-    name: str
-    image_size: int
-    latent_side: int
 
 
 def size_spec(name: str):

@@ -8,6 +8,7 @@ high-water marks apart.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import subprocess
@@ -52,23 +53,17 @@ def measure(size: str, precision: str, repeats: int = 1) -> Dict[str, Any]:
     restorer = build(size)
     side = restorer.image_size
     img = to_signed(torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)))
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else None
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
 
     def timed(fn: Callable[[], Any]) -> float:
         best = float("inf")
         with torch.inference_mode():
-            if ctx is None:
-                fn()
-            else:
-                with ctx():
-                    fn()
+            with ctx():
+                fn()  # untimed warm-up
             for _ in range(repeats):
                 start = time.perf_counter()
-                if ctx is None:
+                with ctx():
                     fn()
-                else:
-                    with ctx():
-                        fn()
                 best = min(best, time.perf_counter() - start)
         return best
 

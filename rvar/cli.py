@@ -25,7 +25,7 @@ LIGHTNING_COMMANDS: Dict[str, str] = {
     "test": "evaluate a model on the test sets (LightningCLI)",
     "predict": "run a model's predict step over the test sources (LightningCLI)",
 }
-DEFAULT_CONFIG = configs.default_config()
+DEFAULT_CONFIG = configs.root() / "lightning_config.yaml"
 EXAMPLES = """examples:
   rvar demo                                    # the whole method on the embedded photos (~15 min, 2 CPU cores)
   rvar restore photo.jpg --ckpt outputs/demo/restorevar.ckpt -o restored/

@@ -26,7 +26,7 @@ from rvar import configs
 from rvar.errors import UserError
 
 CONFIGS = configs.root()
-TINY = configs.experiments() / "tiny"
+TINY = CONFIGS / "experiments" / "tiny"
 
 
 @dataclass

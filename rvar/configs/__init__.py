@@ -1,8 +1,8 @@
 """The YAML configs that ship with rvar: ``lightning_config.yaml`` (defaults of every ``rvar fit``) and ``experiments/``.
 
-In the repository both stay at the top level; this package holds links to them, and a wheel carries copies
-(package data, see ``pyproject.toml``), so code finds them here through :mod:`importlib.resources` in a
-checkout, an editable install or a plain ``pip install`` alike.
+In the repository both stay at the top level and this package holds links to them; a wheel carries copies
+(package data in ``pyproject.toml``). Code finds them here, through :mod:`importlib.resources`, in a checkout,
+an editable install or a plain ``pip install`` alike.
 """
 from importlib.resources import files
 from pathlib import Path
@@ -14,14 +14,6 @@ def root() -> Path:
     return Path(str(files(__name__)))
 
 
-def default_config() -> Path:
-    return root() / "lightning_config.yaml"
-
-
-def experiments() -> Path:
-    return root() / "experiments"
-
-
 def tiny_configs() -> List[Path]:
     """The CPU-sized stage configs (``experiments/tiny/*.yaml``) that ``rvar demo`` derives its runs from."""
-    return sorted((experiments() / "tiny").glob("*.yaml"))
+    return sorted((root() / "experiments" / "tiny").glob("*.yaml"))

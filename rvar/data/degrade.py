@@ -120,10 +120,6 @@ class DegradationPipeline:
     def has_device_ops(self) -> bool:
         return any(self.device)
 
-    @property
-    def has_worker_ops(self) -> bool:
-        return not all(self.device)
-
     def plan(self, sample_seed_: int) -> List[PlanStep]:
         """The ops (with their seeds) to apply to the sample whose seed is ``sample_seed_``."""
         if not self.ops:
