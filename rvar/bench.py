@@ -15,24 +15,17 @@ and are not timed.
 """
 from __future__ import annotations
 
+import importlib
 import platform
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from rvar.inference import native_bf16
+
 SIZES = ("tiny", "d16-256", "d16-512")
 QUICK_SIZES = ("tiny", "d16-256")
-
-
-@dataclass
-class BenchSize:
-    """One size of the comparison: the prior and the latent side it works at."""
-
-    name: str
-    image_size: int
-    latent_side: int
 
 
 def size_spec(name: str):
@@ -80,11 +73,11 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def bf16_supported() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+def ldm_baseline():
+    """The module of the registered ``ldm`` baseline (its denoiser, noise schedule and samplers)."""
+    from rvar.registry import BASELINES
+
+    return importlib.import_module(BASELINES.get("ldm").__module__)
 
 
 # ---- 2. one size --------------------------------------------------------------------------------------------
@@ -96,10 +89,13 @@ def bench_size(name: str, repeats: int = 3, batch: int = 1, ldm_steps: Sequence[
     The first measurement (KV-cached fp32 sampling) always gets one untimed warm-up call; ``warmup`` is the
     number of warm-up calls of the others (0 in ``--quick`` runs at d16, where one call takes seconds).
     """
+    from rvar.nn import count_parameters
     from rvar.nn.prior import RestoreVARPrior
     from rvar.nn.tokenizer.quantizer import MultiScaleQuantizer
-    from rvar_plugins.baselines.dit import DenoiserConfig, LatentDiT
-    from rvar_plugins.baselines.ldm import denoise, make_sampler, train_schedule
+
+    ldm_module = ldm_baseline()
+    DenoiserConfig, LatentDiT = ldm_module.DenoiserConfig, ldm_module.LatentDiT
+    denoise, make_sampler, train_schedule = ldm_module.denoise, ldm_module.make_sampler, ldm_module.train_schedule
 
     tok_cfg, prior_cfg = size_spec(name)
     torch.manual_seed(0)
@@ -107,7 +103,7 @@ def bench_size(name: str, repeats: int = 3, batch: int = 1, ldm_steps: Sequence[
     prior = RestoreVARPrior(prior_cfg).eval()
     quantizer = MultiScaleQuantizer(tok_cfg.vocab_size, tok_cfg.z_channels, tok_cfg.patch_nums, tok_cfg.beta,
                                     tok_cfg.quant_resi, tok_cfg.share_quant_resi).eval()
-    prior_params = sum(p.numel() for p in prior.parameters())
+    prior_params = count_parameters(prior)
     width, heads = prior_cfg.embed_dim, prior_cfg.num_heads
     dit_cfg = DenoiserConfig.match_parameters(prior_params, width=width, num_heads=heads,
                                               z_channels=tok_cfg.z_channels)
@@ -115,7 +111,7 @@ def bench_size(name: str, repeats: int = 3, batch: int = 1, ldm_steps: Sequence[
     for p in denoiser.parameters():  # DiT's zero init would make the blocks no-ops; speed needs real numbers
         if p.ndim > 1 and not p.abs().sum():
             torch.nn.init.normal_(p, std=0.02)
-    ldm_params = sum(p.numel() for p in denoiser.parameters())
+    ldm_params = count_parameters(denoiser)
     side = tok_cfg.patch_nums[-1]
     g = torch.Generator().manual_seed(0)
     cond_BChw = torch.randn(batch, tok_cfg.z_channels, side, side, generator=g)
@@ -179,7 +175,7 @@ def machine() -> Dict[str, Any]:
     import os
 
     return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "bf16_supported": bf16_supported()}
+            "torch": torch.__version__, "python": platform.python_version(), "bf16_supported": native_bf16()}
 
 
 def run_bench(sizes: Sequence[str] = QUICK_SIZES, quick: bool = True, repeats: Optional[int] = None,
@@ -190,7 +186,7 @@ def run_bench(sizes: Sequence[str] = QUICK_SIZES, quick: bool = True, repeats: O
             raise ValueError(f"unknown bench size {name!r}; known: {', '.join(SIZES)}")
     log("timing the matmul peak (fp32, bf16) ...")
     peak_fp32 = matmul_peak(torch.float32)
-    peak_bf16 = matmul_peak(torch.bfloat16) if bf16_supported() else None
+    peak_bf16 = matmul_peak(torch.bfloat16) if native_bf16() else None
     results: List[Dict[str, Any]] = []
     for name in sizes:
         big = name != "tiny"

@@ -110,9 +110,11 @@ def bench_restore(device: torch.device, tiny: bool, batches=(1, 8), repeats: int
 def bench_ldm(device: torch.device, tiny: bool, steps=(50, 20), repeats: int = 2) -> Dict[str, Any]:
     from rvar.nn.prior import RestoreVARPrior
     from rvar.nn.tokenizer import VQVAE
-    from rvar_plugins.baselines.dit import DenoiserConfig, LatentDiT
-    from rvar_plugins.baselines.ldm import denoise, make_sampler, train_schedule
+    from rvar.bench import ldm_baseline
 
+    ldm = ldm_baseline()  # the baseline through the registry, like rvar bench
+    DenoiserConfig, LatentDiT = ldm.DenoiserConfig, ldm.LatentDiT
+    denoise, make_sampler, train_schedule = ldm.denoise, ldm.make_sampler, ldm.train_schedule
     tok_cfg, prior_cfg, _ = configs(tiny)
     prior_params = sum(p.numel() for p in RestoreVARPrior(prior_cfg).parameters())
     dit_cfg = DenoiserConfig.match_parameters(prior_params, width=prior_cfg.embed_dim, num_heads=prior_cfg.num_heads,

@@ -12,6 +12,7 @@ peak is the denominator for both precisions, so fp32 rows read as a fraction of 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import subprocess
@@ -49,43 +50,35 @@ def measure(size: str, precision: str, repeats: int = 1) -> Dict[str, Any]:
     import torch
 
     import rvar.registry
+    from rvar.nn import count_parameters
+    from rvar.pixels import to_signed
 
     rvar.registry.load_plugins()
     restorer = build(size)
     side = restorer.image_size
-    img = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else None
+    img = to_signed(torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)))
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
 
     def timed(fn: Callable[[], Any]) -> float:
         best = float("inf")
         with torch.inference_mode():
-            if ctx is None:
-                fn()
-            else:
-                with ctx():
-                    fn()
+            with ctx():
+                fn()  # untimed warm-up
             for _ in range(repeats):
                 start = time.perf_counter()
-                if ctx is None:
+                with ctx():
                     fn()
-                else:
-                    with ctx():
-                        fn()
                 best = min(best, time.perf_counter() - start)
         return best
 
     restore_s = timed(lambda: restorer.restore(img))
     tokenizer_s = timed(lambda: restorer.tokenizer.reconstruct(img))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-    params = sum(p.numel() for p in restorer.parameters())
+    params = count_parameters(restorer)
     from rvar.bench import count_flops, matmul_peak
 
-    with torch.inference_mode():
-        if ctx is None:
-            flops = count_flops(lambda: restorer.restore(img))
-        else:
-            with ctx():
-                flops = count_flops(lambda: restorer.restore(img))
+    with torch.inference_mode(), ctx():
+        flops = count_flops(lambda: restorer.restore(img))
     peak_bf16 = matmul_peak(torch.bfloat16)
     return {"size": size, "image_size": side, "precision": precision, "restore_seconds": restore_s,
             "tokenizer_encode_decode_seconds": tokenizer_s, "peak_memory_mib": peak_mib, "parameters": params,

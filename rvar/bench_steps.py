@@ -36,8 +36,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import lightning as L
 
-REPO = Path(__file__).resolve().parents[1]
-KEY_MANIFESTS = REPO / "tests" / "fixtures"
+from rvar import configs
+
+KEY_MANIFESTS = Path(__file__).resolve().parents[1] / "tests" / "fixtures"  # a checkout's (benchmarks run there)
 
 
 # 1. the callback that measures ---------------------------------------------------------------------------
@@ -187,12 +188,12 @@ def run_stage(stage: Stage, work: Path, steps: int, batch_size: int, accelerator
               timeout: float = 3600) -> Dict[str, Any]:
     result = work / "results" / f"{stage.name}.json"
     result.unlink(missing_ok=True)
-    config_text = (REPO / "experiments" / stage.config).read_text()
+    config_text = (configs.root() / "experiments" / stage.config).read_text()
     precision = "bf16-mixed" if accelerator == "cpu" and "16-mixed" in config_text else \
         ("16-mixed" if "precision: 16-mixed" in config_text else "bf16-mixed" if "bf16" in config_text else "32-true")
     overlay = work / f"bench_{stage.name}.yaml"
     overlay.write_text(bench_config(stage, steps, batch_size, result, work / "photos", accelerator, precision))
-    command = [sys.executable, "-m", "rvar", "fit", "--config", str(REPO / "experiments" / stage.config),
+    command = [sys.executable, "-m", "rvar", "fit", "--config", str(configs.root() / "experiments" / stage.config),
                "--config", str(overlay), *stage.extra]
     log(f"[bench-steps] {stage.name}: {steps} steps, batch {batch_size}, {precision} ...")
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "NO_ALBUMENTATIONS_UPDATE": "1"}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import rvar
+from rvar import configs
 from rvar.commands import COMMANDS
 from rvar.errors import UserError
 
@@ -24,7 +25,7 @@ LIGHTNING_COMMANDS: Dict[str, str] = {
     "test": "evaluate a model on the test sets (LightningCLI)",
     "predict": "run a model's predict step over the test sources (LightningCLI)",
 }
-DEFAULT_CONFIG = Path(rvar.__file__).resolve().parents[1] / "lightning_config.yaml"
+DEFAULT_CONFIG = configs.root() / "lightning_config.yaml"
 EXAMPLES = """examples:
   rvar demo                                    # the whole method on the embedded photos (~15 min, 2 CPU cores)
   rvar restore photo.jpg --ckpt outputs/demo/restorevar.ckpt -o restored/
@@ -41,11 +42,6 @@ def _lightning_cli_class():
 
     from rvar.lit.tracking import MLflowSaveConfigCallback, continue_run_from_checkpoint
 
-    class TolerantSaveConfigCallback(MLflowSaveConfigCallback):
-        """Saves ``config.yaml`` into the log folder when there is one; with no log folder (an MLflow-only
-        logger, or no logger) it skips the file instead of failing; logs the config to MLflow runs
-        (see :class:`rvar.lit.tracking.MLflowSaveConfigCallback`)."""
-
     class RVARCLI(LightningCLI):
         """LightningCLI with rvar's defaults: any LightningModule / LightningDataModule by ``class_path``,
         ``lightning_config.yaml`` as the default config file, ``seed_everything: 0``, tolerant config saving."""
@@ -57,7 +53,7 @@ def _lightning_cli_class():
                                   for name in LIGHTNING_COMMANDS})
             options: Dict[str, Any] = dict(
                 model_class=LightningModule, subclass_mode_model=True, subclass_mode_data=True,
-                save_config_callback=TolerantSaveConfigCallback, save_config_kwargs={"overwrite": True},
+                save_config_callback=MLflowSaveConfigCallback, save_config_kwargs={"overwrite": True},
                 seed_everything_default=0, parser_kwargs=parser_kwargs,
             )
             options.update(kwargs)
@@ -79,7 +75,7 @@ def _lightning_cli_class():
             """``--ckpt_path``: continue the MLflow run recorded in the checkpoint instead of opening one."""
             continue_run_from_checkpoint(self.trainer, self.config_init[self.subcommand].get("ckpt_path"))
 
-    return RVARCLI, TolerantSaveConfigCallback
+    return RVARCLI
 
 
 def name_mlflow_runs(config: Any, command: str) -> None:
@@ -102,9 +98,7 @@ def name_mlflow_runs(config: Any, command: str) -> None:
 
 def __getattr__(name: str):  # `from rvar.cli import RVARCLI` works without importing Lightning up front
     if name == "RVARCLI":
-        return _lightning_cli_class()[0]
-    if name == "TolerantSaveConfigCallback":
-        return _lightning_cli_class()[1]
+        return _lightning_cli_class()
     raise AttributeError(name)
 
 
@@ -173,7 +167,7 @@ def _run_lightning(argv: List[str], from_sys_argv: bool) -> int:
     from jsonargparse import ArgumentError
 
     check_config_files(argv[1:])
-    cli_class, _ = _lightning_cli_class()
+    cli_class = _lightning_cli_class()
     try:
         cli_class(args=None if from_sys_argv else argv)  # None: LightningCLI reads sys.argv itself
     except ArgumentError as exc:

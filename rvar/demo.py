@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 import yaml
 
+from rvar import configs
 from rvar.errors import UserError
 
 if TYPE_CHECKING:
     from rvar.demo_tracking import DemoTracking
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "experiments" / "tiny"
+CONFIGS = configs.root()
+TINY = CONFIGS / "experiments" / "tiny"
 
 
 @dataclass
@@ -130,7 +131,7 @@ def run_stage(stage: Stage, out: Path, seconds: int, env: Dict[str, str], positi
         return StageResult(stage.name, "reused", 0.0, ckpt)
     cfg_path = out / "configs" / f"{stage.name}.yaml"
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
-    cfg_path.write_text(f"# derived by `rvar demo` from {stage.config_path.relative_to(REPO)}\n" + yaml.safe_dump(cfg))
+    cfg_path.write_text(f"# derived by `rvar demo` from {stage.config_path.relative_to(CONFIGS)}\n" + yaml.safe_dump(cfg))
     run_dir = out / "runs" / stage.name
     last = run_dir / "checkpoints" / "last.ckpt"
     started = out / "stages" / f"{stage.name}.started"

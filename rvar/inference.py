@@ -14,23 +14,28 @@ Models are callables on (B, 3, N, N) tensors in [0, 1] returning the same shape.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 
 from rvar.errors import CheckpointError, UserError
+from rvar.pixels import to_signed, to_unit
 
 ImageFn = Callable[[torch.Tensor], torch.Tensor]
 SIZE_POLICIES = ("tile", "resize")
 PRECISIONS = ("fp32", "bf16", "auto")
 
 
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 dot products (AVX512-BF16 or AMX)."""
+def native_bf16(device: torch.device = torch.device("cpu")) -> bool:
+    """True when ``device`` computes in bf16 natively: CUDA's own check, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -41,7 +46,7 @@ def cpu_supports_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_supports_bf16()
+    native = native_bf16(device)
     if precision == "auto":
         return "bf16" if native else "fp32"
     if precision == "bf16" and not native:
@@ -158,8 +163,6 @@ def load_restoration_model(path: str, device: torch.device, precision: str = "fp
         raise CheckpointError(f"{path}: is a tokenizer checkpoint, not a restorer; use `rvar reconstruct` with it, "
                               "or train the prior and refiner stages")
     if ckpt["kind"] == "baseline":
-        from rvar_plugins.baselines.loading import load_baseline
-
         module = load_baseline(ckpt, str(path)).to(device).eval()
 
         def fn(x: torch.Tensor) -> torch.Tensor:
@@ -172,8 +175,8 @@ def load_restoration_model(path: str, device: torch.device, precision: str = "fp
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast(precision, device):
-            out = restorer.restore(x.to(device) * 2 - 1).image
-        return ((out.float() + 1) / 2).clamp(0, 1)
+            out = restorer.restore(to_signed(x.to(device))).image
+        return to_unit(out)
 
     what = "RestoreVAR" + ("" if restorer.refiner is not None else " (no refiner)")
     return LoadedModel(fn, restorer.image_size, ckpt["kind"], what, restorer)
@@ -188,22 +191,53 @@ def load_tokenizer_model(path: str, device: torch.device, precision: str = "fp32
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast(precision, device):
-            out = vae.reconstruct(x.to(device) * 2 - 1)
-        return ((out.float() + 1) / 2).clamp(0, 1)
+            out = vae.reconstruct(to_signed(x.to(device)))
+        return to_unit(out)
 
     return LoadedModel(fn, vae.image_size, "tokenizer", "tokenizer", vae)
 
 
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def _coerce(cls: type, init_args: Mapping[str, Any]) -> Dict[str, Any]:
+    """Turn dicts back into the dataclasses the constructor expects (``denoiser``, ``network``)."""
+    hints = typing.get_type_hints(cls.__init__)
+    out = dict(init_args)
+    for key, value in init_args.items():
+        if not isinstance(value, Mapping):
+            continue
+        for candidate in typing.get_args(hints.get(key)) or (hints.get(key),):
+            if dataclasses.is_dataclass(candidate):
+                out[key] = candidate(**value)
+                break
+    return out
 
 
-def tiles_for(height: int, width: int, native: int) -> int:
-    """How many tiles the ``tile`` policy uses for an image (for progress estimates)."""
-    stride = native - native // 4
-    return len(_starts(max(height, native), native, stride)) * len(_starts(max(width, native), native, stride))
+def load_baseline(ckpt: Mapping[str, Any], source: str = "checkpoint"):
+    """The baseline module saved in ``ckpt`` (from :func:`rvar.nn.checkpoints.load_checkpoint`), in eval mode.
+
+    The checkpoint's ``configs["baseline"]`` names the registered class (registry kind ``baselines``) and its
+    constructor arguments; the weights (the LDM's tokenizer included) come from ``state_dict``.
+
+    Raises:
+        CheckpointError: not a baseline checkpoint, an unknown baseline name, or weights that do not fit.
+    """
+    from rvar.nn.checkpoints import load_strict
+    from rvar.registry import BASELINES
+
+    spec = ckpt.get("configs", {}).get("baseline")
+    if ckpt.get("kind") != "baseline" or not isinstance(spec, Mapping) or "name" not in spec:
+        raise CheckpointError(f"{source}: is a {ckpt.get('kind')} checkpoint, not a baseline")
+    if spec["name"] not in BASELINES:
+        raise CheckpointError(f"{source}: baseline {spec['name']!r} is not installed; known: "
+                              f"{', '.join(BASELINES.list())}")
+    cls = BASELINES.get(spec["name"])
+    try:
+        module = cls(**_coerce(cls, spec.get("init_args", {})))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: cannot rebuild baseline {spec['name']!r}: {exc}") from None
+    load_strict(module, ckpt["state_dict"], source)
+    return module.eval()
 
 
 __all__ = ["apply_any_size", "run_tiled", "run_resized", "load_restoration_model", "load_tokenizer_model",
-           "LoadedModel", "resolve_device", "resolve_precision", "autocast", "cpu_supports_bf16",
-           "count_parameters", "tiles_for", "SIZE_POLICIES", "PRECISIONS"]
+           "load_baseline", "LoadedModel", "resolve_device", "resolve_precision", "autocast", "native_bf16",
+           "SIZE_POLICIES", "PRECISIONS"]

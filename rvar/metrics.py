@@ -14,6 +14,8 @@ from typing import Optional
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from rvar.pixels import to_signed
+
 _LPIPS_WARNED = False
 
 
@@ -66,4 +68,4 @@ def load_lpips(net: str = "alex", allow_random_backbone: bool = False) -> Option
 def lpips_per_image(model: torch.nn.Module, pred_B3HW: torch.Tensor, target_B3HW: torch.Tensor) -> torch.Tensor:
     """LPIPS distance of each image (lower is better). Returns (B,)."""
     with torch.no_grad():
-        return model(pred_B3HW.float() * 2 - 1, target_B3HW.float() * 2 - 1, normalize=False).flatten()
+        return model(to_signed(pred_B3HW.float()), to_signed(target_B3HW.float()), normalize=False).flatten()

@@ -4,18 +4,14 @@ There is one :class:`Registry` per plugin kind: ``DEGRADATIONS``, ``ATTENTION`` 
 A duplicate name raises, an unknown name raises with the list of known names, and ``list(pattern)``
 filters with :mod:`fnmatch`.
 
-Plugins arrive in two ways, never by scanning folders:
-
-* built-in ones live in :mod:`rvar_plugins` and register themselves when that package is imported;
-* third-party packages declare an entry point in the group ``rvar.plugins``; loading it imports a module
-  whose decorators register its plugins.
-
-:func:`load_plugins` does both, once per process.
+Plugins arrive by entry point, never by scanning folders: a package declares an entry point in the group
+``rvar.plugins``; loading it imports a module whose decorators register its plugins. rvar's own built-in
+plugins (:mod:`rvar_plugins`) arrive the same way, through rvar's own entry point in ``pyproject.toml``, so
+rvar itself never imports them. :func:`load_plugins` loads them all, once per process, on first use of a registry.
 """
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import warnings
 from importlib import metadata
 from typing import Any, Callable, Dict, List, Optional
@@ -98,7 +94,7 @@ def register_degradation(name: str) -> Callable[[Any], Any]:
 
 
 def register_attention(name: str) -> Callable[[Any], Any]:
-    """Public decorator for attention variants (see :mod:`rvar_plugins.attention`)."""
+    """Public decorator for attention variants (see :class:`rvar.nn.prior.attention.AttentionVariant`)."""
     return ATTENTION.register(name)
 
 
@@ -112,7 +108,7 @@ _loading = False
 
 
 def load_plugins() -> None:
-    """Import the built-in plugins and every ``rvar.plugins`` entry point, once per process.
+    """Import every ``rvar.plugins`` entry point (rvar's built-in plugins among them), once per process.
 
     A third-party entry point that fails to import is reported with a warning and skipped, so one
     broken package does not take the command down.
@@ -122,8 +118,11 @@ def load_plugins() -> None:
         return
     _loading = True
     try:
-        importlib.import_module("rvar_plugins")
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+        if "rvar_plugins" not in {ep.value for ep in entry_points}:
+            warnings.warn("rvar's built-in plugins are not registered (no rvar.plugins entry point for rvar_plugins): "
+                          "reinstall rvar, e.g. `pip install -e .`")
+        for ep in entry_points:
             try:
                 ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken third-party plugin must not break rvar

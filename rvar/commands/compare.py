@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from rvar.data.degrade import DEFAULT_DEGRADATIONS
 from rvar.errors import UserError
 
 HELP = "compare restorers and baselines on one test set: PSNR/SSIM/LPIPS, time, grids, plot, MLflow"
@@ -39,7 +40,6 @@ example:
   rvar compare outputs/demo/restorevar.ckpt outputs/demo/ldm.ckpt outputs/demo/nafnet.ckpt --steps 50 \\
       --degradations haze,rain,snow,low_light,motion_blur,gaussian_noise:sigma=25,jpeg:quality=12 -o cmp
 """
-DEFAULT_DEGRADATIONS = ("haze", "rain", "snow", "low_light", "motion_blur")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +103,8 @@ def _labels(paths: Sequence[str], given: Optional[str]) -> List[str]:
 
 def load_contenders(paths: Sequence[str], labels: Optional[str], steps: Optional[int]) -> List[Contender]:
     """Load every checkpoint first, so a bad one fails before anything is written."""
-    from rvar.inference import count_parameters, load_restoration_model
+    from rvar.inference import load_restoration_model
+    from rvar.nn import count_parameters
 
     out = []
     for label, path in zip(_labels(paths, labels), paths):

@@ -19,15 +19,10 @@ from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rvar.data.datasets import CleanFolderDataset, EpochSampler, PairedDataset, source_kind
-from rvar.data.degrade import DegradationPipeline
+from rvar.data.degrade import DEFAULT_DEGRADATIONS, DegradationPipeline
 from rvar.data.embedded import default_root, ensure_embedded
 from rvar.errors import UserError
 from rvar.protocol import PROTOCOLS
-
-DEFAULT_DEGRADATIONS: List[Dict[str, Any]] = [
-    {"name": "haze"}, {"name": "rain"}, {"name": "snow"}, {"name": "low_light"}, {"name": "motion_blur"},
-]
-
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers decode and crop; many threads each would oversubscribe the CPU
@@ -82,7 +77,7 @@ class DegradationDataModule(L.LightningDataModule):
         self.train_dirs, self.val_dirs, self.test_dirs = train_dirs, val_dirs, test_dirs
         self.paired_dirs, self.manifest = paired_dirs, manifest
         self.crop_size, self.batch_size, self.num_workers = int(crop_size), int(batch_size), int(num_workers)
-        self.degradations = degradations if degradations is not None else DEFAULT_DEGRADATIONS
+        self.degradations = degradations if degradations is not None else [{"name": n} for n in DEFAULT_DEGRADATIONS]
         self.pipeline_mode, self.seed = pipeline_mode, int(seed)
         self.samples_per_epoch, self.val_samples, self.test_samples = samples_per_epoch, val_samples, test_samples
         self.degradation_weights, self.data_root = degradation_weights, data_root

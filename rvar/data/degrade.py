@@ -31,6 +31,7 @@ from rvar.errors import UserError
 from rvar.registry import DEGRADATIONS
 
 MODES = ("one_of", "chain")
+DEFAULT_DEGRADATIONS = ("haze", "rain", "snow", "low_light", "motion_blur")  # RestoreVAR's five tasks
 
 
 def sample_seed(base_seed: int, stream: str, key: int) -> int:
@@ -118,10 +119,6 @@ class DegradationPipeline:
     @property
     def has_device_ops(self) -> bool:
         return any(self.device)
-
-    @property
-    def has_worker_ops(self) -> bool:
-        return not all(self.device)
 
     def plan(self, sample_seed_: int) -> List[PlanStep]:
         """The ops (with their seeds) to apply to the sample whose seed is ``sample_seed_``."""

@@ -170,8 +170,3 @@ def ensure_embedded(root: Optional[str | os.PathLike] = None) -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return root
-
-
-def embedded_split(split: str, root: Optional[str | os.PathLike] = None) -> Path:
-    """The folder of one split (``train``, ``val`` or ``test``) of the embedded set, built if needed."""
-    return ensure_embedded(root) / split

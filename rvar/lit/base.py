@@ -23,16 +23,6 @@ from rvar.metrics import load_lpips, lpips_per_image, psnr_per_image, ssim_per_i
 RVAR_PREFIXES = ("tokenizer.", "prior.", "refiner.")
 
 
-def to_signed(img_B3HW: torch.Tensor) -> torch.Tensor:
-    """[0, 1] (the batch contract) -> [-1, 1] (the tokenizer's range)."""
-    return img_B3HW * 2 - 1
-
-
-def to_unit(img_B3HW: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1], clamped (metrics and image grids)."""
-    return ((img_B3HW.float() + 1) / 2).clamp(0, 1)
-
-
 def restorevar_adamw(params: Iterable) -> torch.optim.Optimizer:
     """RestoreVAR's optimizer: AdamW(lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05).
 
@@ -53,8 +43,6 @@ class RVARModule(L.LightningModule):
     Args:
         grid_images: images per logged grid (0: no grids).
     """
-
-    checkpoint_kind = "tokenizer"
 
     def __init__(self, grid_images: int = 4) -> None:
         super().__init__()

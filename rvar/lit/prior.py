@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 
 from rvar.errors import UserError
-from rvar.lit.base import RVARModule, restorevar_adamw, to_signed, to_unit
+from rvar.lit.base import RVARModule, restorevar_adamw
 from rvar.nn.checkpointing import enable_activation_checkpointing
 from rvar.nn.checkpoints import build_tokenizer, load_checkpoint, load_strict, sub_state_dict
 from rvar.nn.prior import PriorConfig, RestoreVARPrior
 from rvar.nn.tokenizer import VQVAE
+from rvar.pixels import to_signed, to_unit
 
 
 def check_prior_fits(prior: PriorConfig, tokenizer: VQVAE, source: str) -> None:
@@ -49,7 +50,6 @@ class PriorModule(RVARModule):
             about one more forward of compute; same outputs and gradients). See :mod:`rvar.nn.checkpointing`.
     """
 
-    checkpoint_kind = "prior"
 
     def __init__(self, tokenizer_ckpt: Optional[str] = None, prior: Optional[PriorConfig] = None,
                  init_from: Optional[str] = None, label_smoothing: float = 0.0,

@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from lightning.pytorch.cli import OptimizerCallable
 
-from rvar.lit.base import RVARModule, restorevar_adamw, to_signed, to_unit
+from rvar.lit.base import RVARModule, restorevar_adamw
 from rvar.nn.checkpointing import enable_activation_checkpointing, refiner_units
 from rvar.nn.checkpoints import build_restorer, load_checkpoint
 from rvar.nn.refiner import LatentRefiner, RefinerConfig
+from rvar.pixels import to_signed, to_unit
 
 
 class RefinerModule(RVARModule):
@@ -39,7 +40,6 @@ class RefinerModule(RVARModule):
             memory, same outputs and gradients). See :mod:`rvar.nn.checkpointing`.
     """
 
-    checkpoint_kind = "restorer"
 
     def __init__(self, prior_ckpt: str, refiner_dim: int = 384, refiner_depth: int = 12, refiner_heads: int = 6,
                  refiner_mlp_dim: int = 768, optimizer: OptimizerCallable = restorevar_adamw,

@@ -33,6 +33,7 @@ from rvar.io import save_grid, write_image
 from rvar.errors import UserError
 from rvar.protocol import TABLE1_SETS, EvalProtocol, ProtocolScorer, format_table1, table1_set
 from rvar.nn.restorer import Restorer
+from rvar.pixels import to_signed, to_unit
 
 
 class RestorerModule(L.LightningModule):
@@ -63,7 +64,7 @@ class RestorerModule(L.LightningModule):
 
     def _restore_native(self, x01_B3HW: torch.Tensor) -> torch.Tensor:
         if isinstance(self.net, Restorer):
-            return ((self.net.restore(x01_B3HW * 2 - 1).image.float() + 1) / 2).clamp(0, 1)
+            return to_unit(self.net.restore(to_signed(x01_B3HW)).image)
         return self.net.restore_images(x01_B3HW, steps=self.steps).float().clamp(0, 1)
 
     @torch.no_grad()

@@ -4,10 +4,9 @@
   latent, sampled with DDIM or DPM-Solver++;
 * ``nafnet``: :class:`~rvar_plugins.baselines.regression.RegressionRestorer`, NAFNet in pixel space, L1 loss.
 
-:func:`~rvar_plugins.baselines.loading.load_baseline` rebuilds either from a checkpoint.
+:func:`rvar.inference.load_baseline` rebuilds either from a checkpoint.
 """
 from rvar_plugins.baselines.ldm import LatentDiffusionRestorer
-from rvar_plugins.baselines.loading import load_baseline
 from rvar_plugins.baselines.regression import RegressionRestorer
 
-__all__ = ["LatentDiffusionRestorer", "RegressionRestorer", "load_baseline"]
+__all__ = ["LatentDiffusionRestorer", "RegressionRestorer"]

@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 
 from rvar.metrics import psnr_per_image, ssim_per_image
+from rvar.nn import count_parameters
 from rvar.nn.checkpoints import FORMAT_VERSION
 
 
@@ -54,7 +55,7 @@ class BaselineModule(L.LightningModule):
         return {}
 
     def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+        return count_parameters(self, trainable_only)
 
     # ---- Lightning -----------------------------------------------------------------------------------
     def _shared_step(self, batch: Dict[str, Any], stage: str) -> Optional[torch.Tensor]:
@@ -100,7 +101,7 @@ class BaselineModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         """Add the rvar checkpoint keys next to Lightning's, so :func:`rvar.nn.checkpoints.load_checkpoint` and
-        :func:`rvar_plugins.baselines.loading.load_baseline` read the file."""
+        :func:`rvar.inference.load_baseline` read the file."""
         configs, _ = baseline_payload(self, with_state=False)
         checkpoint.update({"rvar_format": FORMAT_VERSION, "kind": "baseline", "configs": configs,
                            "meta": {"stage": self.name, "trainer_step": int(self.global_step),

@@ -21,6 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from rvar.nn import count_parameters
+
 CONDITIONINGS = ("concat", "cross")
 
 
@@ -68,16 +70,16 @@ class DenoiserConfig:
         """The depth whose parameter count is closest to ``target`` at the given width."""
         base = cls(depth=0, width=width, num_heads=num_heads, mlp_ratio=mlp_ratio, z_channels=z_channels,
                    conditioning=conditioning)
-        fixed = count_parameters(base)
-        per_block = count_parameters(cls(**{**base.to_dict(), "depth": 1})) - fixed
+        fixed = denoiser_parameters(base)
+        per_block = denoiser_parameters(cls(**{**base.to_dict(), "depth": 1})) - fixed
         depth = max(1, round((target - fixed) / per_block))
         return cls(**{**base.to_dict(), "depth": depth})
 
 
-def count_parameters(config: DenoiserConfig) -> int:
+def denoiser_parameters(config: DenoiserConfig) -> int:
     """Parameters of ``LatentDiT(config)``, built on the meta device (no memory)."""
     with torch.device("meta"):
-        return sum(p.numel() for p in LatentDiT(config).parameters())
+        return count_parameters(LatentDiT(config))
 
 
 # ---- 1. embeddings -----------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from rvar.errors import CheckpointError, UserError
 from rvar.nn.checkpoints import build_tokenizer, load_checkpoint, load_strict, read_torch_file
 from rvar.nn.tokenizer import VQVAE, TokenizerConfig
+from rvar.pixels import to_signed, to_unit
 from rvar.registry import register_baseline
 from rvar_plugins.baselines.common import BaselineModule
 from rvar_plugins.baselines.dit import DenoiserConfig, LatentDiT
@@ -177,12 +178,12 @@ class LatentDiffusionRestorer(BaselineModule):
     @torch.no_grad()
     def encode(self, images_B3HW_01: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> scaled continuous latents (B, Cv, h, w)."""
-        return self.tokenizer.encode_continuous(images_B3HW_01.float() * 2 - 1) * self.scale()
+        return self.tokenizer.encode_continuous(to_signed(images_B3HW_01.float())) * self.scale()
 
     def training_loss(self, batch: Dict[str, Any]) -> torch.Tensor:
         if self.latent_scale <= 0 and self.training:
             with torch.no_grad():
-                std = self.tokenizer.encode_continuous(batch["clean"].float() * 2 - 1).std()
+                std = self.tokenizer.encode_continuous(to_signed(batch["clean"].float())).std()
                 self.latent_scale.fill_(float(1.0 / std.clamp_min(1e-4)))
         z0_BChw, cond_BChw = self.encode(batch["clean"]), self.encode(batch["degraded"])
         scheduler = self.training_scheduler()
@@ -211,4 +212,4 @@ class LatentDiffusionRestorer(BaselineModule):
         generator = torch.Generator().manual_seed(seed)
         z_BChw = self.sample_latent(cond_BChw, int(steps or self._sampling_steps), sampler, generator)
         image = self.tokenizer.decode((z_BChw / self.scale()).float())
-        return ((image + 1) / 2).clamp(0, 1)
+        return to_unit(image)

@@ -33,8 +33,8 @@ def test_tokenizer_matches_reference(ref, restorer):
             assert torch.equal(got, want)
         torch.testing.assert_close(f_hats[-1], e["f_hat_BChw"], atol=ATOL, rtol=0)
         torch.testing.assert_close(vae.quantize.teacher_forcing_input(idx), e["var_input_BLCv"], atol=ATOL, rtol=0)
-        for got, want in zip(vae.condition_features(ref["inputs"]["degraded"]), e["cond_fs"], strict=True):
-            torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+        # the reference kept four encoder levels (cond_fs); the prior reads only the last one
+        torch.testing.assert_close(vae.encode_condition(ref["inputs"]["degraded"]), e["cond_fs"][-1], atol=ATOL, rtol=0)
         torch.testing.assert_close(vae.decode(e["f_hat_BChw"]), e["recon_img"], atol=ATOL, rtol=0)
 
 

@@ -81,3 +81,12 @@ def test_presets_have_the_published_sizes():
     assert PriorConfig.d16_256().num_tokens == 680
     with pytest.raises(ValueError):
         PriorConfig(embed_dim=100, num_heads=3)
+
+
+def test_attention_names_not_built_in_come_from_the_lookup():
+    from rvar.errors import UserError
+    from rvar.nn.prior.attention import PlainAttention, build_attention_variant
+
+    assert isinstance(build_attention_variant("mine", lookup={"mine": PlainAttention}.__getitem__), PlainAttention)
+    with pytest.raises(UserError, match="unknown attention 'nope'; known: .*l2norm"):
+        build_attention_variant("nope")  # the default lookup is the registry

@@ -4,21 +4,21 @@ Paper: RestoreVAR (Rajagopalan, Narayan, Patel; arXiv 2505.18047), section 3: se
 block-causal mask, then cross-attention in every block to the degraded image's latent.
 Reference code: sudraj2002/RestoreVAR ``models/basic_var.py``; RoPE layout from VARSR.
 
-An *attention variant* (registry kind ``attention``) decides how q and k are normalised and scaled before
-``F.scaled_dot_product_attention``; it may own parameters, which it registers on the host layer so the
-checkpoint keys stay those of the reference (``blocks.0.attn.scale_mul_1H11``).
+An *attention variant* decides how q and k are normalised and scaled before ``F.scaled_dot_product_attention``;
+it may own parameters, which it registers on the host layer so the checkpoint keys stay those of the reference
+(``blocks.0.attn.scale_mul_1H11``). The two built-ins (``l2norm``, the published weights' variant, and ``sdpa``)
+live here; any other name is a plugin (registry kind ``attention``), looked up only when a network asks for it.
 
 Shapes: B batch, H heads, L/l query tokens, S key tokens, c head dim, C model width.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+import math
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from rvar.registry import ATTENTION
 
 
 class AttentionVariant:
@@ -40,8 +40,47 @@ class AttentionVariant:
                                               scale=scale)
 
 
-def build_attention_variant(name: str) -> AttentionVariant:
-    variant = ATTENTION.get(name)
+class L2NormAttention(AttentionVariant):
+    """RestoreVAR's (and VAR's) attention: L2-normalised q and k, learnable per-head scale (init 4, max 100).
+
+    The softmax scale is 1: the logit range is set by ``scale_mul_1H11`` alone, which keeps attention stable
+    in long multi-scale sequences. Parameters: ``scale_mul_1H11`` (1, heads, 1, 1), stored as a log.
+    """
+
+    max_log_scale = math.log(100.0)
+
+    def init_parameters(self, host: nn.Module, num_heads: int, head_dim: int) -> None:
+        host.scale_mul_1H11 = nn.Parameter(torch.full((1, num_heads, 1, 1), 4.0).log())
+
+    def prepare_q(self, host: nn.Module, q_BHLc: torch.Tensor) -> Tuple[torch.Tensor, float]:
+        scale_mul = host.scale_mul_1H11.clamp_max(self.max_log_scale).exp()
+        return F.normalize(q_BHLc, dim=-1) * scale_mul, 1.0
+
+    def prepare_k(self, host: nn.Module, k_BHSc: torch.Tensor) -> torch.Tensor:
+        return F.normalize(k_BHSc, dim=-1)
+
+
+class PlainAttention(AttentionVariant):
+    """Plain scaled-dot-product attention: softmax(q k^T / sqrt(head_dim)) v, no extra parameters."""
+
+    def prepare_q(self, host: nn.Module, q_BHLc: torch.Tensor) -> Tuple[torch.Tensor, float]:
+        return q_BHLc, 1.0 / math.sqrt(q_BHLc.shape[-1])
+
+
+BUILTIN_VARIANTS: Dict[str, type] = {"l2norm": L2NormAttention, "sdpa": PlainAttention}
+
+
+def registered_variant(name: str) -> Any:
+    """A plugin variant from rvar's registry; imported here, on first use of a name that is not built in,
+    so building a network with a built-in variant never loads the plugin stack."""
+    from rvar.registry import ATTENTION
+
+    return ATTENTION.get(name)
+
+
+def build_attention_variant(name: str, lookup: Callable[[str], Any] = registered_variant) -> AttentionVariant:
+    """The variant called ``name``: a built-in by plain mapping, anything else from ``lookup`` (the registry)."""
+    variant = BUILTIN_VARIANTS.get(name) or lookup(name)
     return variant() if isinstance(variant, type) else variant
 
 

@@ -8,7 +8,7 @@ Shapes: B batch, C channels, H/W image size, h/w latent size.
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -127,20 +127,6 @@ class Encoder(nn.Module):
         self.mid = _Middle(block_in, dropout, using_mid_sa)
         self.norm_out = group_norm(block_in)
         self.conv_out = nn.Conv2d(block_in, z_channels, 3, 1, 1)
-
-    def forward_levels(self, x_B3HW: torch.Tensor) -> List[torch.Tensor]:
-        """All intermediate features: one per resolution, the middle output, then the latent (last)."""
-        levels = []
-        h = self.conv_in(x_B3HW)
-        for level, stage in enumerate(self.down):
-            h = _run_stage(stage, h)
-            levels.append(h)
-            if level != self.num_resolutions - 1:
-                h = stage.downsample(h)
-        h = self.mid(h)
-        levels.append(h)
-        levels.append(self.conv_out(F.silu(self.norm_out(h))))
-        return levels
 
     def forward(self, x_B3HW: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x_B3HW)

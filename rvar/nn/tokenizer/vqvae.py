@@ -21,8 +21,6 @@ from rvar.nn.tokenizer.autoencoder import Decoder, Encoder
 from rvar.nn.tokenizer.config import TokenizerConfig
 from rvar.nn.tokenizer.quantizer import MultiScaleQuantizer
 
-CONDITION_LEVELS = (1, 3, 5, -1)  # RestoreVAR's encoder levels; its prior only uses the last one
-
 
 @dataclass
 class TokenizerOutput:
@@ -91,13 +89,9 @@ class VQVAE(nn.Module):
             feat_BChw = F.interpolate(feat_BChw, size=(side, side), mode="bicubic")
         return feat_BChw.flatten(2).transpose(1, 2)  # (B, Lc, C)
 
-    def condition_features(self, img_B3HW: torch.Tensor, levels: Sequence[int] = CONDITION_LEVELS) -> List[torch.Tensor]:
-        """Encoder features at ``levels``, resized (bicubic) to the last token map, as (B, Lc, C_level)."""
-        feats = self.encoder.forward_levels(img_B3HW)
-        return [self._to_condition_grid(feats[i]) for i in levels]
-
     def encode_condition(self, img_B3HW: torch.Tensor) -> torch.Tensor:
-        """The prior's condition: the encoder output before quant_conv, (B, Lc, C). Cheaper than all levels."""
+        """The prior's condition: the encoder output before quant_conv, resized (bicubic) to the last token map,
+        (B, Lc, C)."""
         return self._to_condition_grid(self.encoder(img_B3HW))
 
     # ---- decoding ------------------------------------------------------------------------------------
