@@ -108,15 +108,23 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     try:
         with _open(path) as img:
             img.load()  # decodes everything: a truncated file fails here
-            if img.getexif().get(_ORIENTATION, 1) != 1:
-                img = ImageOps.exif_transpose(img)
-            return _from_pil(img, path)
+            return _from_pil(_upright(img), path)
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation says (as viewers show it); as stored when the EXIF is damaged."""
+    try:
+        if img.getexif().get(_ORIENTATION, 1) in (1, None):
+            return img
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - EXIF parsing raises many types; a bad tag must not lose a readable image
+        return img
 
 
 def _from_pil(img: Image.Image, path: Path) -> LoadedImage:

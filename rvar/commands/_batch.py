@@ -49,13 +49,16 @@ class BatchResult:
 
 
 def check_output_folder(output: str | os.PathLike) -> Path:
-    """Create ``output`` and prove it writable (a temp file made and removed), or raise a one-line UserError."""
+    """Prove ``output`` can be created and written (a temp file made and removed in it, or in its nearest
+    existing parent: nothing is left behind when a later check fails), or raise a one-line UserError."""
     out_dir = Path(output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a folder; give -o a folder (new or existing)")
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{existing}: exists and is not a folder; give -o a folder (new or existing)")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise UserError(f"{out_dir}: cannot write the output folder ({exc.strerror or exc}); "
