@@ -237,7 +237,8 @@ def iter_images(inputs: Sequence[str | os.PathLike],
 
     Args:
         inputs: files and folders.
-        exclude: a folder left out of folder searches (the output folder, when it lies inside an input).
+        exclude: a folder left out of folder searches (the output folder, when it lies inside an input folder;
+            an input folder that is ``exclude`` itself is searched, so overwriting its files is refused).
 
     Raises:
         UserError: a path does not exist, or nothing was found.
@@ -255,8 +256,9 @@ def iter_images(inputs: Sequence[str | os.PathLike],
     for item in inputs:
         path = Path(item)
         if path.is_dir():
+            inside = skip if skip is not None and skip != path.resolve() else None  # -o FOLDER itself: refused
             for child in sorted(path.rglob("*")):
-                if skip is not None and (child.resolve() == skip or skip in child.resolve().parents):
+                if inside is not None and (child.resolve() == inside or inside in child.resolve().parents):
                     continue
                 if child.is_file() and child.suffix.lower() in (*IMAGE_SUFFIXES, *CONVERTED_SUFFIXES):
                     keep(child, child.relative_to(path))

@@ -62,6 +62,6 @@ def run(args: argparse.Namespace) -> int:
         print(format_pipeline(report["pipeline"]))
     if args.json_path:
         text = json.dumps(report, indent=2) + "\n"
-        path = atomic_write(args.json_path, lambda handle: handle.write(text.encode()))  # a stopped run keeps the old file
+        path = atomic_write(args.json_path, lambda handle: handle.write(text.encode()))  # never half-written
         print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -69,13 +69,14 @@ def test_inference_commands_refuse_it(evil, tmp_path, rvar_data_home):
         assert str(evil) in refused(proc, evil), args
 
 
-def test_fit_resume_refuses_it_as_last_and_as_a_named_file(evil, tmp_path, rvar_data_home):
+def test_fit_refuses_it_as_last_and_as_a_named_file_and_never_loads_unsafely(evil, tmp_path, rvar_data_home):
     """``--ckpt_path last`` read the MLflow run id with ``weights_only=False`` before Lightning's own load."""
     checkpoints = tmp_path / "outputs" / "tiny" / "tokenizer" / "checkpoints"
     checkpoints.mkdir(parents=True)
     shutil.copy(evil, checkpoints / "last.ckpt")
     env = {**environment(rvar_data_home), **UNSAFE}
-    for extra in (["--ckpt_path", "last"], ["--ckpt_path", str(evil)]):
+    # the third: Lightning's own load is asked for weights_only=True, and rvar refuses to ask for less
+    for extra in (["--ckpt_path", "last"], ["--ckpt_path", str(evil)], ["--weights_only=false"]):
         proc = subprocess.run(command(tmp_path, extra), cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=300)
         refused(proc, evil)
