@@ -58,10 +58,10 @@ def test_sigterm_stops_fit_with_status_143_and_last_continues(tmp_path, rvar_dat
     folder = tmp_path / "terminated"
     process = start(folder, rvar_data_home)
     try:
-        wait_for(folder / "outputs/tiny/tokenizer/checkpoints/last.ckpt", process)
+        wait_for(folder / "outputs/tiny/tokenizer/checkpoints/last.ckpt", process, timeout=900)
         process.send_signal(signal.SIGTERM)
     finally:
-        process.wait(timeout=120)
+        process.wait(timeout=600)
     log = (folder / "first_attempt.log").read_text()
     if process.returncode == 0:  # the signal landed after the last step: nothing left to test
         pytest.skip("the run finished before SIGTERM arrived")
@@ -70,7 +70,7 @@ def test_sigterm_stops_fit_with_status_143_and_last_continues(tmp_path, rvar_dat
     assert last_checkpoint(folder)["global_step"] <= STEPS
     assert mlflow_runs(folder)[0].info.status == "FAILED"
 
-    fit(folder, rvar_data_home, ["--ckpt_path", "last"])
+    fit(folder, rvar_data_home, ["--ckpt_path", "last"], timeout=900)
     assert last_checkpoint(folder)["global_step"] == STEPS
     runs = mlflow_runs(folder)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"

@@ -78,7 +78,7 @@ def test_fit_refuses_it_as_last_and_as_a_named_file_and_never_loads_unsafely(evi
     # the third: Lightning's own load is asked for weights_only=True, and rvar refuses to ask for less
     for extra in (["--ckpt_path", "last"], ["--ckpt_path", str(evil)], ["--weights_only=false"]):
         proc = subprocess.run(command(tmp_path, extra), cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=300)
+                              timeout=900)  # a fit's start-up takes minutes on a loaded 2-core machine
         refused(proc, evil)
 
 
