@@ -75,8 +75,10 @@ def pixel_limit() -> Optional[int]:
     return limit if limit > 0 else None
 
 
-def _open(path: Path) -> Image.Image:
-    """``Image.open`` with rvar's pixel limit instead of Pillow's (which it checks, and warns about, itself)."""
+def open_image(path: Path) -> Image.Image:
+    """``Image.open`` with rvar's pixel limit (:func:`pixel_limit`) instead of Pillow's. Pillow checks its limit
+    inside ``Image.open`` against a module global, with no per-call argument, so the global is lifted for the
+    call only; rvar then checks the header's size before anything is decoded."""
     limit = pixel_limit()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -106,7 +108,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:
-        with _open(path) as img:
+        with open_image(path) as img:
             img.load()  # decodes everything: a truncated file fails here
             return _from_pil(_upright(img), path)
     except ImageError:

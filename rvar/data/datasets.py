@@ -36,7 +36,7 @@ from torch.utils.data import Dataset, Sampler
 
 from rvar.data.degrade import DegradationPipeline, sample_seed
 from rvar.errors import ImageError, UserError
-from rvar.io import IMAGE_SUFFIXES, read_image
+from rvar.io import IMAGE_SUFFIXES, open_image, read_image
 
 
 def source_kind(source: str | Path) -> str:
@@ -62,7 +62,7 @@ def _header_problem(path: Path) -> Optional[str]:
     marker (FF D9) within its last few KiB; one that does not (truncated, or a long trailer) is fully decoded.
     """
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:  # rvar's pixel limit
             img.verify()
         if path.suffix.lower() in _JPEG_SUFFIXES:
             with open(path, "rb") as handle:
