@@ -149,13 +149,13 @@ def test_an_output_folder_inside_the_input_folder_is_left_out(tiny_ckpt, tmp_pat
 
 def test_sigterm_stops_restore_between_files_and_says_how_many(tiny_ckpt, tmp_path):
     src = tmp_path / "many"
-    first = photo(src / "img_000.png", size=(160, 160))
+    first = photo(src / "img_000.png", size=(64, 64))  # the tiny model's native size: one pass per image
     for number in range(1, 200):
         (src / f"img_{number:03d}.png").write_bytes(first.read_bytes())
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "rvar", "restore", str(src), "--ckpt", str(tiny_ckpt),
                                 "-o", str(out)], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # start-up takes minutes on a loaded 2-core machine
     while not list(out.glob("*.png")):
         assert process.poll() is None and time.monotonic() < deadline, "restore ended or stalled before an output"
         time.sleep(0.05)
@@ -169,7 +169,7 @@ def test_sigterm_stops_restore_between_files_and_says_how_many(tiny_ckpt, tmp_pa
     assert f"stopped after {written} of" in done[0]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no hidden temp file left
     for path in out.glob("*.png"):
-        assert Image.open(path).size == (160, 160)
+        assert Image.open(path).size == (64, 64)
 
 
 def test_a_random_bytes_checkpoint_says_what_the_file_is_not(tmp_path):
