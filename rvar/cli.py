@@ -2,13 +2,19 @@
 
 Extra subcommands live one per module in :mod:`rvar.commands` (see ``COMMANDS`` there). Every user error
 (:class:`~rvar.errors.UserError`, a bad or missing YAML config, a bad argument) ends as one line
-``rvar: error: ...`` on stderr and exit status 2; set ``RVAR_DEBUG=1`` to see the traceback instead.
+``rvar: error: ...`` on stderr and exit status 2; set ``RVAR_DEBUG=1`` to see the traceback instead. Lightning's
+own configuration errors (``MisconfigurationException``, e.g. ``--trainer.max_steps=-5``) count as user errors.
+
+Ctrl-C ends with status 130 and SIGTERM with 143 (128 + the signal). The extra commands turn SIGTERM into
+:class:`~rvar.errors.Terminated` (a KeyboardInterrupt), so the file being written is removed as for Ctrl-C;
+under ``fit`` Lightning's handler finishes the current batch, then stops (resume with ``--ckpt_path last``).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -17,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import rvar
 from rvar import configs
 from rvar.commands import COMMANDS
-from rvar.errors import UserError
+from rvar.errors import Terminated, UserError
 
 LIGHTNING_COMMANDS: Dict[str, str] = {
     "fit": "train a model (LightningCLI; config: lightning_config.yaml + --config FILE ...)",
@@ -70,6 +76,27 @@ def _lightning_cli_class():
             if wants_line_progress(config, callbacks):
                 callbacks = [*callbacks, LineProgressBar()]
             return super()._instantiate_trainer(config, callbacks)
+
+        def _parse_ckpt_path(self) -> None:
+            """An explicit ``--ckpt_path FILE`` is checked first, so a bad file is one line (Lightning then
+            reads its hyper-parameters, weights-only too)."""
+            from rvar.nn.checkpoints import read_torch_file
+
+            subcommand = self.config.get("subcommand")
+            ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+            if ckpt_path and Path(ckpt_path).is_file():
+                read_torch_file(ckpt_path, mmap=True)
+            super()._parse_ckpt_path()
+
+        def _prepare_subcommand_kwargs(self, subcommand: str) -> Dict[str, Any]:
+            """Lightning loads ``--ckpt_path`` weights-only: a checkpoint must not be able to run code."""
+            kwargs = super()._prepare_subcommand_kwargs(subcommand)
+            if "weights_only" in self._subcommand_method_arguments[subcommand]:
+                if kwargs.get("weights_only") is False:
+                    raise UserError(f"rvar {subcommand}: --weights_only=false is refused: rvar never unpickles "
+                                    f"arbitrary objects from a checkpoint (they could run code)")
+                kwargs["weights_only"] = True
+            return kwargs
 
         def before_fit(self) -> None:
             """``--ckpt_path``: continue the MLflow run recorded in the checkpoint instead of opening one."""
@@ -155,24 +182,42 @@ def check_config_files(args: Sequence[str]) -> None:
             raise UserError(f"{path}: a config file must be a YAML mapping (key: value), got {type(content).__name__}")
 
 
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
 def _run_extra(name: str, argv: List[str]) -> int:
+    import threading
+
     module = importlib.import_module(COMMANDS[name])
     parser = _Parser(prog=f"rvar {name}", description=module.DESCRIPTION,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
-    return int(module.run(parser.parse_args(argv)) or 0)
+    args = parser.parse_args(argv)
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may handle signals
+        return int(module.run(args) or 0)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return int(module.run(args) or 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_lightning(argv: List[str], from_sys_argv: bool) -> int:
     from jsonargparse import ArgumentError
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     check_config_files(argv[1:])
     cli_class = _lightning_cli_class()
     try:
         cli_class(args=None if from_sys_argv else argv)  # None: LightningCLI reads sys.argv itself
-    except ArgumentError as exc:
+    except (ArgumentError, MisconfigurationException) as exc:
         text = " ".join(str(exc).split()) or "invalid arguments"
         raise UserError(f"rvar {argv[0]}: {text[:400]}") from exc
+    except SIGTERMException:  # a SystemExit without a code: it would read as success
+        print(f"rvar: terminated (SIGTERM); continue with `rvar {argv[0]} ... --ckpt_path last`", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0
 
 
@@ -202,6 +247,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     except SystemExit as exc:  # --help of a subcommand, or a library that exits by itself
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except Terminated:
+        print("rvar: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("rvar: interrupted", file=sys.stderr)
         return 130

@@ -15,3 +15,8 @@ class CheckpointError(UserError):
 
 class ImageError(UserError):
     """An image that cannot be read (corrupt, truncated, not an image)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by the handler :func:`rvar.cli.main` installs for its own commands; a KeyboardInterrupt
+    so that every clean-up written for Ctrl-C (temp files, "stopped after N images") runs for it too."""

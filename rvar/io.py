@@ -6,20 +6,25 @@ was (grey, RGB or RGBA, 8 or 16 bits) so :func:`write_image` can give the result
 Rules kept here so that no command has to remember them:
 
 * a corrupt, truncated or non-image file raises :class:`~rvar.errors.ImageError` naming the file
-  (``Image.load()`` is always called; ``LOAD_TRUNCATED_IMAGES`` is never set);
+  (``Image.load()`` is always called; ``LOAD_TRUNCATED_IMAGES`` is never set), and so does an image over the
+  decompression-bomb limit (Pillow's, about 179 million pixels; ``RVAR_MAX_IMAGE_PIXELS`` sets another, 0: none);
+* the EXIF orientation is applied on reading, so a result is stored upright, as viewers showed its input;
+* formats Pillow reads but rvar does not write (GIF, PPM, TGA, ...) give their first frame, and
+  :func:`output_relative_path` names their result ``.png``;
 * writes are atomic (temporary file in the destination folder, then :func:`os.replace`);
 * an input file is never overwritten.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from rvar.errors import ImageError, UserError
 from rvar.files import atomic_write
@@ -27,6 +32,10 @@ from rvar.files import atomic_write
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
             ".webp": "WEBP"}
+# read (first frame) but not written: their results are PNG files, see output_relative_path
+CONVERTED_SUFFIXES = (".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga")
+PIXEL_LIMIT_VARIABLE = "RVAR_MAX_IMAGE_PIXELS"
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
 @dataclass
@@ -53,28 +62,71 @@ def _to_float(array: np.ndarray, scale: float) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32) / scale)
 
 
+def pixel_limit() -> Optional[int]:
+    """Largest image (in pixels) rvar decodes: ``$RVAR_MAX_IMAGE_PIXELS`` (0: no limit), else Pillow's
+    decompression-bomb limit (twice ``Image.MAX_IMAGE_PIXELS``)."""
+    value = os.environ.get(PIXEL_LIMIT_VARIABLE, "").strip()
+    if not value:
+        return 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    try:
+        limit = int(value.replace("_", ""))
+    except ValueError:
+        raise UserError(f"{PIXEL_LIMIT_VARIABLE}={value!r}: expected a number of pixels (0: no limit)") from None
+    return limit if limit > 0 else None
+
+
+def open_image(path: Path) -> Image.Image:
+    """``Image.open`` with rvar's pixel limit (:func:`pixel_limit`) instead of Pillow's. Pillow checks its limit
+    inside ``Image.open`` against a module global, with no per-call argument, so the global is lifted for the
+    call only; rvar then checks the header's size before anything is decoded."""
+    limit = pixel_limit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            img = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+    if limit is not None and img.width * img.height > limit:
+        img.close()
+        raise ImageError(f"{path}: {img.width}x{img.height} is {img.width * img.height:,} pixels, over the "
+                         f"decompression-bomb limit of {limit:,}; if you trust the file, raise the limit with "
+                         f"{PIXEL_LIMIT_VARIABLE}={img.width * img.height} (0: no limit)")
+    return img
+
+
 def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Read an image file into a :class:`LoadedImage`.
+    """Read an image file into a :class:`LoadedImage`, upright (EXIF orientation applied), first frame only.
 
     Args:
-        path: an image file (PNG, JPEG, BMP, TIFF, WebP; grey, RGB, RGBA, palette, 16-bit).
+        path: an image file (PNG, JPEG, BMP, TIFF, WebP, GIF, ...; grey, RGB, RGBA, palette, 16-bit).
 
     Raises:
-        ImageError: the file is missing, not an image, corrupt or truncated.
+        ImageError: the file is missing, not an image, corrupt, truncated or over :func:`pixel_limit`.
     """
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img.load()  # decodes everything: a truncated file fails here
-            return _from_pil(img, path)
+            return _from_pil(_upright(img), path)
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (unrecognised format)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation says (as viewers show it); as stored when the EXIF is damaged."""
+    try:
+        if img.getexif().get(_ORIENTATION, 1) in (1, None):
+            return img
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - EXIF parsing raises many types; a bad tag must not lose a readable image
+        return img
 
 
 def _from_pil(img: Image.Image, path: Path) -> LoadedImage:
@@ -176,29 +228,55 @@ def _to_pil(rgb: torch.Tensor, like: Optional[LoadedImage], fmt: str) -> Image.I
     return Image.fromarray(rgb8, mode="RGB")
 
 
-def iter_images(inputs: Sequence[str | os.PathLike]) -> List[Tuple[Path, Path]]:
-    """Expand files and folders into ``(path, relative_path)`` pairs.
+def iter_images(inputs: Sequence[str | os.PathLike],
+                exclude: Optional[str | os.PathLike] = None) -> List[Tuple[Path, Path]]:
+    """Expand files and folders into ``(path, relative_path)`` pairs, each file once.
 
-    Folders are searched recursively and sorted; only files with an image suffix are kept. A file named
-    directly is kept whatever its suffix (so a bad file is reported by :func:`read_image`, not ignored).
+    Folders are searched recursively and sorted; only files with an image suffix (written ones and
+    :data:`CONVERTED_SUFFIXES`) are kept. A file named directly is kept whatever its suffix (so a bad file is
+    reported by :func:`read_image`, not ignored). A file reached twice (named twice, or through a folder and
+    its sub-folder) is kept at its first appearance.
+
+    Args:
+        inputs: files and folders.
+        exclude: a folder left out of folder searches (the output folder, when it lies inside an input folder;
+            an input folder that is ``exclude`` itself is searched, so overwriting its files is refused).
 
     Raises:
         UserError: a path does not exist, or nothing was found.
     """
+    skip = Path(exclude).resolve() if exclude is not None else None
     found: List[Tuple[Path, Path]] = []
+    seen = set()
+
+    def keep(path: Path, relative: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.append((path, relative))
+
     for item in inputs:
         path = Path(item)
         if path.is_dir():
+            inside = skip if skip is not None and skip != path.resolve() else None  # -o FOLDER itself: refused
             for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
-                    found.append((child, child.relative_to(path)))
+                if inside is not None and (child.resolve() == inside or inside in child.resolve().parents):
+                    continue
+                if child.is_file() and child.suffix.lower() in (*IMAGE_SUFFIXES, *CONVERTED_SUFFIXES):
+                    keep(child, child.relative_to(path))
         elif path.is_file():
-            found.append((path, Path(path.name)))
+            keep(path, Path(path.name))
         else:
             raise UserError(f"{path}: no such file or folder")
     if not found:
         raise UserError(f"no images found in {', '.join(str(i) for i in inputs)}")
     return found
+
+
+def output_relative_path(relative: str | os.PathLike) -> Path:
+    """Where the result of ``relative`` goes: the same name, or ``.png`` for a format rvar does not write."""
+    relative = Path(relative)
+    return relative if relative.suffix.lower() in _FORMATS else relative.with_suffix(".png")
 
 
 def to_uint8_hwc(rgb_3HW: torch.Tensor) -> np.ndarray:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from rvar.errors import UserError
+from rvar.files import atomic_write
 
 HELP = "time RestoreVAR sampling against the matched latent-diffusion baseline (KV cache, bf16, FLOP/s)"
 DESCRIPTION = """Speed side by side on the same random condition latent: RestoreVAR's greedy KV-cached sampling
@@ -61,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
                                                 repeats=args.repeats or 1, log=log)
         print(format_pipeline(report["pipeline"]))
     if args.json_path:
-        path = Path(args.json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        text = json.dumps(report, indent=2) + "\n"
+        path = atomic_write(args.json_path, lambda handle: handle.write(text.encode()))  # never half-written
         print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rvar.commands._batch import add_common_arguments, finish, run_over_images
+from rvar.commands._batch import add_common_arguments, finish, plan_outputs, run_over_images
 from rvar.inference import load_tokenizer_model, resolve_device, resolve_precision
 from rvar.metrics import psnr_per_image
 
@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    plan = plan_outputs(args.inputs, args.output, args.batch_size)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     model = load_tokenizer_model(args.ckpt, device, precision)
@@ -35,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
         scores.append(psnr)
         print(f"{path}\tPSNR {psnr:.2f} dB")
 
-    result = run_over_images(model, args.inputs, args.output, args.size_policy, args.batch_size, on_image=report,
-                             desc="reconstructing")
+    result = run_over_images(model, plan, args.batch_size, args.size_policy, on_image=report, desc="reconstructing")
     if scores:
         print(f"mean\tPSNR {sum(scores) / len(scores):.2f} dB over {len(scores)} image(s)")
     sys.stdout.flush()

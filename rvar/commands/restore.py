@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from rvar.commands._batch import add_common_arguments, finish, run_over_images
+from rvar.commands._batch import add_common_arguments, finish, plan_outputs, run_over_images
 from rvar.inference import load_restoration_model, resolve_device, resolve_precision
 
 HELP = "restore images (files or folders) with a restorer or baseline checkpoint"
@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    plan = plan_outputs(args.inputs, args.output, args.batch_size)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     model = load_restoration_model(args.ckpt, device, precision, steps=args.steps)
-    result = run_over_images(model, args.inputs, args.output, args.size_policy, args.batch_size)
+    result = run_over_images(model, plan, args.batch_size, args.size_policy)
     return finish(result, args.output, f"restored ({model.description}, {precision})")

@@ -17,8 +17,9 @@ so a handful of photos yields ``samples`` different crops per epoch. Validation 
 centre crops and the same degradations every epoch.
 
 Images smaller than the crop are **upscaled** (bicubic, short side to the crop size) with one warning per file,
-rather than skipped, so tiny sets still work. Unreadable files in a clean folder are skipped with one warning
-listing them all.
+rather than skipped, so tiny sets still work. Unreadable files in a clean folder (truncated JPEGs included) are
+skipped with one warning saying how many; a file that fails later, at decoding, is replaced by another image with
+one warning.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from torch.utils.data import Dataset, Sampler
 
 from rvar.data.degrade import DegradationPipeline, sample_seed
 from rvar.errors import ImageError, UserError
-from rvar.io import IMAGE_SUFFIXES, read_image
+from rvar.io import IMAGE_SUFFIXES, open_image, read_image
 
 
 def source_kind(source: str | Path) -> str:
@@ -50,10 +51,36 @@ def source_kind(source: str | Path) -> str:
     return "clean"
 
 
-def scan_clean_folders(folders: Sequence[str | Path]) -> List[Path]:
-    """Image files under ``folders`` (recursive, sorted) whose header Pillow can read.
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+_JPEG_TAIL = 4096  # bytes searched for the end-of-image marker; trailers past it cost one full decode
 
-    Unreadable files are left out with ONE warning listing them. Raises UserError when nothing is left.
+
+def _header_problem(path: Path) -> Optional[str]:
+    """Why ``path`` is unusable, from its header (and, for a JPEG, its end); None when it looks whole.
+
+    ``Image.verify()`` checks a PNG's chunks but not a JPEG's data, so a JPEG must end with its end-of-image
+    marker (FF D9) within its last few KiB; one that does not (truncated, or a long trailer) is fully decoded.
+    """
+    try:
+        with open_image(path) as img:  # rvar's pixel limit
+            img.verify()
+        if path.suffix.lower() in _JPEG_SUFFIXES:
+            with open(path, "rb") as handle:
+                handle.seek(max(0, path.stat().st_size - _JPEG_TAIL))
+                if b"\xff\xd9" not in handle.read():
+                    read_image(path)
+    except ImageError as exc:
+        return str(exc)
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        return f"{path}: {exc}"
+    return None
+
+
+def scan_clean_folders(folders: Sequence[str | Path]) -> List[Path]:
+    """Image files under ``folders`` (recursive, sorted) that look readable (see :func:`_header_problem`).
+
+    Unreadable files are left out with ONE warning saying how many and naming them (the first ten).
+    Raises UserError when nothing is left.
     """
     found, bad = [], []
     for folder in folders:
@@ -62,14 +89,14 @@ def scan_clean_folders(folders: Sequence[str | Path]) -> List[Path]:
         for path in sorted(Path(folder).rglob("*")):
             if not (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
                 continue
-            try:
-                with Image.open(path) as img:
-                    img.verify()
+            if _header_problem(path) is None:
                 found.append(path)
-            except Exception:  # noqa: BLE001 - any failure means "skip this file"
+            else:
                 bad.append(str(path))
     if bad:
-        warnings.warn(f"skipping {len(bad)} unreadable image(s): {', '.join(bad)}", stacklevel=2)
+        more = f" (+{len(bad) - 10} more)" if len(bad) > 10 else ""
+        warnings.warn(f"skipping {len(bad)} unreadable image(s) of {len(bad) + len(found)}: "
+                      f"{', '.join(bad[:10])}{more}", stacklevel=2)
     if not found:
         raise UserError(f"no readable images in {', '.join(str(f) for f in folders)}")
     return found
@@ -215,11 +242,27 @@ class CleanFolderDataset(_KeyedDataset):
         # decoded images, kept while they fit in cache_bytes (per process): decoding a large PNG costs far
         # more than cropping and degrading it, and training draws many crops from few photos
         self.cache_bytes, self._cache, self._cached_bytes = int(cache_bytes), {}, 0
+        self._unreadable: set = set()
 
     def image(self, number: int) -> torch.Tensor:
-        """Image ``number`` as (3, H, W) in [0, 1], at least crop-sized; decoded once while the cache has room."""
-        if number in self._cache:
-            return self._cache[number]
+        """Image ``number`` as (3, H, W) in [0, 1], at least crop-sized; decoded once while the cache has room.
+
+        A file that fails to decode although the scan passed it (damaged later, or a damage the scan cannot
+        see) is replaced by the next readable image, with one warning per file and process."""
+        for offset in range(len(self.paths)):
+            candidate = (number + offset) % len(self.paths)
+            if candidate in self._cache:
+                return self._cache[candidate]
+            if candidate in self._unreadable:
+                continue
+            try:
+                return self._decode(candidate)
+            except ImageError as exc:
+                self._unreadable.add(candidate)
+                warnings.warn(f"{exc}; using another image in its place", stacklevel=2)
+        raise UserError(f"no readable images left among the {len(self.paths)} scanned ({self.paths[0].parent}, ...)")
+
+    def _decode(self, number: int) -> torch.Tensor:
         path = self.paths[number]
         image_CHW = fit_crop(read_image(path).rgb, self.crop_size, path)
         size = image_CHW.numel() * image_CHW.element_size()

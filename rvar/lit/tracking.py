@@ -9,8 +9,9 @@
 * :class:`MLflowSaveConfigCallback` (LightningCLI's ``save_config_callback`` in :class:`rvar.cli.RVARCLI`) logs
   the resolved config as the ``config.yaml`` artifact and its flattened values as parameters, from rank 0, and
   never asserts on ``trainer.log_dir`` (an MLflow-only logger has none).
-* :func:`mlflow_run_id_from_checkpoint` reads the run id that :class:`rvar.lit.callbacks.ArtifactCheckpoints`
-  stores in every checkpoint, so ``rvar fit ... --ckpt_path last`` continues the same MLflow run.
+* :func:`mlflow_run_id_from_checkpoint` reads (weights-only: no arbitrary unpickling) the run id that
+  :class:`rvar.lit.callbacks.ArtifactCheckpoints` stores in every checkpoint, so ``rvar fit ... --ckpt_path last``
+  continues the same MLflow run.
 
 Only rank 0 writes: Lightning hands the other ranks a dummy experiment.
 """
@@ -247,15 +248,21 @@ class MLflowSaveConfigCallback(SaveConfigCallback):
 
 # 4. resuming the same run -------------------------------------------------------------------------------------
 def mlflow_run_id_from_checkpoint(path: str | os.PathLike) -> Optional[str]:
-    """The MLflow run id stored in a Lightning checkpoint (memory-mapped: big checkpoints load lazily)."""
-    import torch
+    """The MLflow run id stored in a Lightning checkpoint, read with ``weights_only=True`` (a checkpoint is
+    untrusted input: unpickling arbitrary objects could run code) and memory-mapped (big files load lazily).
 
-    try:
-        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    except Exception:  # noqa: BLE001 - a checkpoint Lightning cannot read either fails later, with its message
+    Raises:
+        CheckpointError: the file is not a checkpoint that loads weights-only (Lightning, which rvar also asks
+            for a weights-only load, could not resume from it either).
+    """
+    from rvar.nn.checkpoints import read_torch_file
+
+    run_id = read_torch_file(path, mmap=True).get(RUN_ID_KEY)
+    if not run_id:
+        warnings.warn(f"{path}: holds no MLflow run id ({RUN_ID_KEY}); the resumed training logs to a new "
+                      f"MLflow run", stacklevel=2)
         return None
-    run_id = checkpoint.get(RUN_ID_KEY) if isinstance(checkpoint, dict) else None
-    return str(run_id) if run_id else None
+    return str(run_id)
 
 
 def continue_run_from_checkpoint(trainer: "pl.Trainer", ckpt_path: Optional[str]) -> Optional[str]:

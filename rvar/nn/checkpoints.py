@@ -33,18 +33,39 @@ KINDS = ("tokenizer", "prior", "restorer", "baseline")
 
 
 # ---- reading and writing ------------------------------------------------------------------------------------
-def read_torch_file(path: str | os.PathLike) -> Dict[str, Any]:
-    """``torch.load`` with one-line errors that name the file (missing, not a file, corrupt, truncated)."""
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+_PICKLE_MAGIC = b"\x80"  # the legacy format starts with a pickle protocol byte
+
+
+def read_torch_file(path: str | os.PathLike, mmap: bool = False) -> Dict[str, Any]:
+    """``torch.load(weights_only=True)`` with one-line errors that name the file: missing, not a file, not a
+    PyTorch checkpoint at all, holding Python objects rvar will not unpickle, corrupt or truncated.
+    ``mmap``: map the tensors' storage instead of reading it (for a look at a big file's small entries)."""
+    import pickle
+
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint file")
     if not p.is_file():
         raise CheckpointError(f"{p}: is not a file")
+    with open(p, "rb") as handle:
+        head = handle.read(4)
+    if not (head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_MAGIC)):
+        raise CheckpointError(f"{p}: not a PyTorch checkpoint (neither torch.save's zip format nor a pickle); "
+                              f"check the path")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        obj = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap and head.startswith(_ZIP_MAGIC))
+    except pickle.UnpicklingError as exc:
+        paragraphs = [" ".join(part.split()) for part in str(exc).split("\n\n") if part.strip()]
+        detail = next((part for part in paragraphs if not part.startswith(("Weights only load failed",
+                                                                           "Check the documentation"))), "")
+        detail = detail.replace("WeightsUnpickler error: ", "").rstrip(".")
+        raise CheckpointError(f"{p}: holds Python objects other than tensors and plain values, which rvar does "
+                              f"not unpickle (they could run code): {detail[:160]}; save only state dicts, "
+                              f"or re-export it with rvar") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types (RuntimeError, EOFError, ...) for a bad file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({first[:160]})") from None
+        raise CheckpointError(f"{p}: corrupt or truncated PyTorch checkpoint ({first[:160]})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p}: expected a dict of tensors, found {type(obj).__name__}")
     return obj
