@@ -34,8 +34,10 @@ class RefinerModule(RVARModule):
         optimizer: default :func:`~rvar.lit.base.restorevar_adamw`.
         val_max_batches: validation batches to evaluate (each one samples the prior); None: all.
         grid_images: samples in the degraded | prior only | refined | clean grid per validation epoch.
-        condition_on_degraded: also feed the degraded image's encoder features straight into the refiner
+        condition_on_degraded: also feed the degraded image's continuous latent straight into the refiner
             (``RefinerConfig.in_dim_degraded``; off in the released RestoreVAR, on in the CPU demo recipe).
+        residual_from_degraded: add the refiner's residual to that latent instead of to f_hat
+            (``RefinerConfig.residual_from_degraded``; needs ``condition_on_degraded``).
         gradient_checkpointing: recompute the refiner's attention/FFN activations in the backward pass (less
             memory, same outputs and gradients). See :mod:`rvar.nn.checkpointing`.
     """
@@ -44,7 +46,8 @@ class RefinerModule(RVARModule):
     def __init__(self, prior_ckpt: str, refiner_dim: int = 384, refiner_depth: int = 12, refiner_heads: int = 6,
                  refiner_mlp_dim: int = 768, optimizer: OptimizerCallable = restorevar_adamw,
                  val_max_batches: Optional[int] = None, grid_images: int = 4,
-                 condition_on_degraded: bool = False, gradient_checkpointing: bool = False) -> None:
+                 condition_on_degraded: bool = False, residual_from_degraded: bool = False,
+                 gradient_checkpointing: bool = False) -> None:
         super().__init__(grid_images)
         self.save_hyperparameters(ignore=["optimizer"])
         self.prior_ckpt, self.optimizer, self.val_max_batches = prior_ckpt, optimizer, val_max_batches
@@ -58,7 +61,8 @@ class RefinerModule(RVARModule):
         self.refiner = LatentRefiner(RefinerConfig.for_prior(
             latent_side=pc.patch_nums[-1], num_tokens=pc.num_tokens, z_channels=pc.z_channels,
             prior_width=pc.embed_dim, dim=refiner_dim, depth=refiner_depth, heads=refiner_heads,
-            mlp_dim=refiner_mlp_dim, in_dim_degraded=pc.z_channels if condition_on_degraded else 0))
+            mlp_dim=refiner_mlp_dim, in_dim_degraded=pc.z_channels if condition_on_degraded else 0,
+            residual_from_degraded=residual_from_degraded))
         # 3. optional activation checkpointing (training memory)
         self.gradient_checkpointing = bool(gradient_checkpointing)
         if self.gradient_checkpointing:
@@ -75,7 +79,7 @@ class RefinerModule(RVARModule):
         side = out.f_hat.shape[-1]
         return (rearrange(out.f_hat.float(), "b c h w -> b (h w) c"), out.last_block.float(),
                 rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side,
-                cond_BSCv.float() if self.refiner.uses_degraded else None)
+                self.tokenizer.condition_to_continuous(cond_BSCv).float() if self.refiner.uses_degraded else None)
 
     def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> torch.Tensor:
         if stage != "train" and self.val_max_batches is not None and batch_idx >= self.val_max_batches:

@@ -7,9 +7,11 @@ its ``vae_refiner.*`` keys.
 
 Shapes: B batch, N latent tokens (h*w), M condition tokens (the prior's L), D width, Cv latent channels.
 
-rvar option (off in the released model): ``in_dim_degraded > 0`` also feeds the degraded image's encoder
-features (the prior's condition, one token per latent position) into the refiner's input, added after their
-own projection. The released refiner sees the degraded image only through the prior's hidden states; a small
+rvar options (off in the released model): ``in_dim_degraded > 0`` also feeds the degraded image's continuous
+latent ``quant_conv(encoder(degraded))`` (one token per latent position, the space of the refiner's target)
+into the refiner's input, added after its own projection; ``residual_from_degraded`` then adds the predicted
+residual to that latent instead of to f_hat, so the refiner starts as the tokenizer's round trip of the degraded
+image (which mild degradations leave close to the clean one) and learns what to change. The released refiner sees the degraded image only through the prior's hidden states; a small
 prior trained for minutes passes little detail that way, and the direct path lets the refiner recover what
 the quantised latent lost (the continuous path is what lifts RestoreVAR above its VQ ceiling).
 """
@@ -38,6 +40,11 @@ class RefinerConfig:
     mlp_dim: int = 768
     dropout: float = 0.0
     in_dim_degraded: int = 0  # 0: RestoreVAR's refiner; > 0: degraded-latent input of this width (see above)
+    residual_from_degraded: bool = False  # residual added to the degraded latent, not to f_hat (see above)
+
+    def __post_init__(self) -> None:
+        if self.residual_from_degraded and self.in_dim_degraded != self.out_dim:
+            raise ValueError("residual_from_degraded needs the degraded latent as input (in_dim_degraded = out_dim)")
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -171,7 +178,7 @@ class LatentRefiner(nn.Module):
 
     def forward(self, f_hat_BNC: torch.Tensor, last_block_BMC: torch.Tensor,
                 degraded_BNC: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``degraded_BNC``: the degraded image's encoder features, required iff ``in_dim_degraded > 0``."""
+        """``degraded_BNC``: the degraded image's continuous latent, required iff ``in_dim_degraded > 0``."""
         N, M = f_hat_BNC.shape[1], last_block_BMC.shape[1]
         if N != self.config.seq_len or M > self.config.seq_len_cond:
             raise ValueError(f"refiner built for {self.config.seq_len} latent tokens and up to "
@@ -183,4 +190,5 @@ class LatentRefiner(nn.Module):
         if degraded_BNC is not None:
             x = x + self.proj_in_degraded(self.norm_in_degraded(degraded_BNC))
         cond = self.proj_in_cond(self.norm_in_cond(last_block_BMC)) + self.pos_embedding_cond[:, :M]
-        return f_hat_BNC + self.proj_out(self.transformer(x, cond))
+        base_BNC = degraded_BNC if self.config.residual_from_degraded else f_hat_BNC
+        return base_BNC + self.proj_out(self.transformer(x, cond))

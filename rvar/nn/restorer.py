@@ -50,7 +50,7 @@ class Restorer(nn.Module):
             f_ref = f_hat
         else:
             B, C, h, w = f_hat.shape
-            degraded = cond.float() if self.refiner.uses_degraded else None
+            degraded = self.tokenizer.condition_to_continuous(cond).float() if self.refiner.uses_degraded else None
             tokens = self.refiner(f_hat.flatten(2).transpose(1, 2).float(), out.last_block.float(), degraded)
             f_ref = tokens.transpose(1, 2).reshape(B, C, h, w)
         return RestoreOutput(self.tokenizer.decode(f_ref.float()), f_hat, f_ref)

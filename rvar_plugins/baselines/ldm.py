@@ -13,7 +13,7 @@ Shapes: B batch, Cv latent channels, h/w latent side, H/W image side.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +78,7 @@ def train_schedule(train_timesteps: int = 1000, beta_schedule: str = "scaled_lin
 
 
 @torch.no_grad()
-def denoise(denoiser: LatentDiT, scheduler: Any, cond_BChw: torch.Tensor, steps: int,
+def denoise(denoiser: Callable[..., torch.Tensor], scheduler: Any, cond_BChw: torch.Tensor, steps: int,
             generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Run ``scheduler`` for ``steps`` denoiser passes from pure noise (drawn on the CPU from ``generator``)."""
     scheduler.set_timesteps(steps, device=cond_BChw.device)
@@ -106,6 +106,9 @@ class LatentDiffusionRestorer(BaselineModule):
         sampling_steps: denoiser evaluations per image when ``restore_images`` is not told otherwise.
         prediction_type: what the denoiser predicts: ``epsilon`` (noise), ``sample`` (the clean latent) or
             ``v_prediction``; the samplers follow it.
+        residual_on_condition: with ``sample``, the denoiser predicts the clean latent minus the degraded one
+            (residual restoration, as residual-shifting diffusion restorers do), so it starts from the degraded
+            latent; the same switch as the CPU RestoreVAR recipe's ``residual_from_degraded`` refiner.
         optimizer: injected optimizer (AdamW lr 2e-4 if None).
     """
 
@@ -114,14 +117,16 @@ class LatentDiffusionRestorer(BaselineModule):
     def __init__(self, tokenizer_ckpt: Optional[str] = None, tokenizer_preset: str = "vq_f16_256",
                  tokenizer_config: Optional[Dict[str, Any]] = None, denoiser: Optional[DenoiserConfig] = None,
                  train_timesteps: int = 1000, beta_schedule: str = "scaled_linear", sampler: str = "ddim",
-                 sampling_steps: int = 50, prediction_type: str = "epsilon",
+                 sampling_steps: int = 50, prediction_type: str = "epsilon", residual_on_condition: bool = False,
                  optimizer: Optional[OptimizerCallable] = None) -> None:
         super().__init__(optimizer)
         if sampler not in SAMPLERS:
             raise UserError(f"sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if prediction_type not in PREDICTION_TYPES:
             raise UserError(f"prediction_type {prediction_type!r}: choose one of {', '.join(PREDICTION_TYPES)}")
-        self.prediction_type = prediction_type
+        if residual_on_condition and prediction_type != "sample":
+            raise UserError("residual_on_condition needs prediction_type: sample")
+        self.prediction_type, self.residual_on_condition = prediction_type, bool(residual_on_condition)
         self.train_timesteps, self.beta_schedule = int(train_timesteps), beta_schedule
         self.sampler, self._sampling_steps = sampler, int(sampling_steps)
         # 1. frozen tokenizer (its weights are saved in every checkpoint, so the file is not needed again)
@@ -151,7 +156,7 @@ class LatentDiffusionRestorer(BaselineModule):
                 "tokenizer_preset": "vq_f16_256", "denoiser": self.denoiser.config.to_dict(),
                 "train_timesteps": self.train_timesteps, "beta_schedule": self.beta_schedule,
                 "sampler": self.sampler, "sampling_steps": self._sampling_steps,
-                "prediction_type": self.prediction_type}
+                "prediction_type": self.prediction_type, "residual_on_condition": self.residual_on_condition}
 
     def extra_configs(self) -> Dict[str, Any]:
         return {"tokenizer": self.tokenizer.config.to_dict()}
@@ -196,13 +201,18 @@ class LatentDiffusionRestorer(BaselineModule):
             target = scheduler.get_velocity(z0_BChw, noise, t_B)
         else:
             target = noise
-        return F.mse_loss(self.denoiser(zt_BChw, t_B, cond_BChw).float(), target)
+        return F.mse_loss(self.predict(zt_BChw, t_B, cond_BChw).float(), target)
+
+    def predict(self, zt_BChw: torch.Tensor, t_B: torch.Tensor, cond_BChw: torch.Tensor) -> torch.Tensor:
+        """The denoiser's output in the scheduler's parameterisation (plus the condition when residual)."""
+        out = self.denoiser(zt_BChw, t_B, cond_BChw)
+        return out + cond_BChw if self.residual_on_condition else out
 
     @torch.no_grad()
     def sample_latent(self, cond_BChw: torch.Tensor, steps: int, sampler: Optional[str] = None,
                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Denoise from pure noise in ``steps`` denoiser passes; returns the scaled clean latent."""
-        return denoise(self.denoiser, self.sampling_scheduler(sampler), cond_BChw, steps, generator)
+        return denoise(self.predict, self.sampling_scheduler(sampler), cond_BChw, steps, generator)
 
     @torch.no_grad()
     def restore_images(self, degraded_B3HW_01: torch.Tensor, steps: Optional[int] = None,

@@ -138,3 +138,33 @@ def test_report_gathers_sibling_demos_by_budget(tmp_path):
     history = budget_history(tmp_path / "demo")
     assert [(h["minutes"], h["psnr"]["restorevar"]) for h in history] == [(15.0, 20.1), (60.0, 21.5)]
     assert write_budget_plot(tmp_path / "plot.png", history) and (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_refiner_residual_from_degraded_starts_as_the_degraded_round_trip():
+    from rvar.nn.prior import PriorConfig
+    from rvar.nn.restorer import Restorer
+
+    tok = TokenizerConfig.cpu_f8()
+    prior = PriorConfig.tiny(patch_nums=tok.patch_nums, vocab_size=tok.vocab_size)
+    refiner = RefinerConfig.for_prior(8, prior.num_tokens, 32, prior.embed_dim, dim=64, depth=1, heads=2,
+                                      mlp_dim=64, in_dim_degraded=32, residual_from_degraded=True)
+    restorer = Restorer(tok, prior, refiner).eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = restorer.restore(x)
+    # the output projection starts at zero: the refined latent is the degraded image's continuous latent
+    assert torch.allclose(out.f_refined, restorer.tokenizer.encode_continuous(x), atol=1e-5)
+    assert not torch.allclose(out.f_refined, out.f_hat.float(), atol=1e-3)
+    with pytest.raises(ValueError, match="residual_from_degraded"):
+        RefinerConfig(residual_from_degraded=True)  # no degraded input to add the residual to
+
+
+def test_ldm_residual_on_condition_adds_the_degraded_latent():
+    module = LatentDiffusionRestorer(tokenizer_ckpt=str(FIXTURES / "tiny_vae.pth"), tokenizer_preset="tiny",
+                                     prediction_type="sample", residual_on_condition=True).eval()
+    cond, target = torch.randn(1, 32, 4, 4), torch.randn(1, 32, 4, 4)
+    module.denoiser.forward = lambda x, t, c: (target - c).expand_as(x)  # a perfect residual denoiser
+    out = module.sample_latent(cond, steps=4, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, target, atol=1e-4)
+    assert module.init_args()["residual_on_condition"] is True
+    with pytest.raises(UserError, match="residual_on_condition"):
+        LatentDiffusionRestorer(tokenizer_ckpt=None, tokenizer_preset="tiny", residual_on_condition=True)

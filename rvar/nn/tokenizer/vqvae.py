@@ -94,6 +94,13 @@ class VQVAE(nn.Module):
         (B, Lc, C)."""
         return self._to_condition_grid(self.encoder(img_B3HW))
 
+    def condition_to_continuous(self, cond_BLC: torch.Tensor) -> torch.Tensor:
+        """The prior's condition tokens (at the latent's own side) as the continuous latent tokens
+        ``quant_conv(encoder(x))`` (B, L, C): no second encoder pass."""
+        side = self.patch_nums[-1]
+        grid_BChw = cond_BLC.transpose(1, 2).reshape(cond_BLC.shape[0], -1, side, side)
+        return self.quant_conv(grid_BChw).flatten(2).transpose(1, 2)
+
     # ---- decoding ------------------------------------------------------------------------------------
     def decode(self, f_BChw: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         img = self.decoder(self.post_quant_conv(f_BChw))
