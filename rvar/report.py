@@ -196,7 +196,7 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
                   "of the clean image are the ceilings the prior's tokens and the refiner's continuous latent "
                   "can reach.", "", _ladder_table(read_results(ladder)), ""]
     history = budget_history(out)
-    if len(history) >= 2 and write_budget_plot(out / "quality_vs_budget.png", history):
+    if len({h["minutes"] for h in history}) >= 2 and write_budget_plot(out / "quality_vs_budget.png", history):
         lines += ["## Quality versus training budget", "",
                   "Demos in sibling folders of this one (`rvar demo --minutes N --out ...`), scored the same way.",
                   "", "![quality versus budget](quality_vs_budget.png)", ""]
