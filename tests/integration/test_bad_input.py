@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.tiny_reference import FIXTURES
+from test_restore_cli import tiny_ckpt  # noqa: F401 - the module-scoped tiny restorer checkpoint
 
 
 def rvar(*args, cwd, env=None) -> subprocess.CompletedProcess:
@@ -49,15 +50,6 @@ def png_declaring(path: Path, width: int, height: int) -> Path:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
                      + chunk(b"IEND", b""))
     return path
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("ckpt")
-    proc = rvar("import-checkpoint", "--vae", FIXTURES / "tiny_vae.pth", "--var", FIXTURES / "tiny_restorevar.pth",
-                "--patch-nums", "1,2,3,4", "--heads", "2", "--refiner-heads", "2", "-o", folder / "tiny.ckpt", cwd=folder)
-    assert proc.returncode == 0, proc.stderr
-    return folder / "tiny.ckpt"
 
 
 def test_a_bomb_is_passed_over_exif_is_applied_and_gif_becomes_png(tiny_ckpt, tmp_path):
