@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: demo test venv
+.PHONY: demo test venv tokenizer-asset
 
 venv: $(VENV)/.installed
 
@@ -18,3 +18,7 @@ demo: venv
 
 test: venv
 	NO_ALBUMENTATIONS_UPDATE=1 $(VENV)/bin/python -m pytest -q tests
+
+# Retrain the tokenizer that ships in rvar/assets for `rvar demo` (about an hour on 2 cores; see rvar/demo_asset.py).
+tokenizer-asset: venv
+	$(VENV)/bin/python -m rvar.demo_asset --steps 5000 --work outputs/tokenizer-asset

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
 import yaml
 
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 CONFIGS = configs.root()
 TINY = CONFIGS / "experiments" / "tiny"
+# The demo's tokenizer ships with rvar, as RestoreVAR starts from VAR's released tokenizer: trained on the clean
+# embedded training images only (no degradation, nothing held out), by `make tokenizer-asset` (the command and
+# its numbers are in the .json beside it). `rvar demo --train-tokenizer` trains one inside the budget instead.
+SHIPPED_TOKENIZER = Path(__file__).resolve().parent / "assets" / "tokenizer_cpu_f8.ckpt"
 
 
 @dataclass
@@ -49,17 +53,19 @@ class Stage:
         return TINY / f"{self.config or self.name}.yaml"
 
 
-# Shares of the training budget. The LDM reads the fine-tuned restorer's tokenizer: the same latent space and the
-# same decoder as RestoreVAR's final output, so the comparison is between the two latent restorers alone.
+# Shares of the training budget (renormalised over the stages that run: the tokenizer's only with
+# --train-tokenizer). The LDM reads the fine-tuned restorer's tokenizer: the same latent space and the same
+# decoder as RestoreVAR's final output, so the comparison is between the two latent restorers alone. The decoder
+# fine-tune buys the most dB per second of the RestoreVAR stages (BENCHMARKS.md, quality ladder).
 STAGES: List[Stage] = [
     Stage("tokenizer", 0.32, "tokenizer.ckpt"),
-    Stage("prior", 0.16, "prior.ckpt", {"tokenizer_ckpt": "tokenizer.ckpt"}),
-    Stage("refiner", 0.18, "restorer_refined.ckpt", {"prior_ckpt": "prior.ckpt"}),
-    Stage("decoder", 0.08, "restorevar.ckpt", {"init_from": "restorer_refined.ckpt"}),
-    Stage("ldm", 0.16, "ldm.ckpt", {"tokenizer_ckpt": "restorevar.ckpt"}),
+    Stage("prior", 0.14, "prior.ckpt", {"tokenizer_ckpt": "tokenizer.ckpt"}),
+    Stage("refiner", 0.20, "restorer_refined.ckpt", {"prior_ckpt": "prior.ckpt"}),
+    Stage("decoder", 0.12, "restorevar.ckpt", {"init_from": "restorer_refined.ckpt"}),
+    Stage("ldm", 0.18, "ldm.ckpt", {"tokenizer_ckpt": "restorevar.ckpt"}),
     Stage("nafnet", 0.10, "nafnet.ckpt"),
 ]
-COMPARE_SHARE = 0.10  # of the whole budget, kept back for `rvar compare` and the report
+COMPARE_SHARE = 0.13  # of the whole budget, kept back for `rvar compare` and the report
 # the demo's evaluation: the paper's five degradation types plus noise and JPEG, on photos no stage trains on
 EVAL_DEGRADATIONS = "haze,rain,snow,low_light,motion_blur,gaussian_noise:sigma=25,jpeg:quality=12"
 EVAL_SIZE = 256
@@ -92,10 +98,47 @@ def derive_config(stage: Stage, out: Path, seconds: int) -> dict:
     return cfg
 
 
-def config_digest(cfg: dict) -> str:
-    """Digest of a derived config, its time budget included: a stage is reused only for the same budget, so
-    ``--minutes 60`` over a 15-minute demo folder retrains (more budget is meant to buy more quality)."""
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def config_digest(cfg: dict, inputs: Sequence[Path] = ()) -> str:
+    """Digest of a derived config, its time budget included, and of the checkpoints the stage reads: a stage is
+    reused only for the same budget and the same inputs, so ``--minutes 60`` over a 15-minute demo folder
+    retrains (more budget is meant to buy more quality), and so does everything after a stage that changed."""
+    files = {str(p): file_digest(p) for p in inputs if p.exists()}
+    return hashlib.sha256(json.dumps([cfg, files], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def demo_stages(train_tokenizer: bool) -> List[Stage]:
+    """The stages ``rvar demo`` trains: all of :data:`STAGES`, or all but the tokenizer when it is shipped."""
+    return [s for s in STAGES if train_tokenizer or s.name != "tokenizer"]
+
+
+def install_shipped_tokenizer(out: Path, log: Callable[[str], None]) -> StageResult:
+    """Copy the shipped tokenizer to ``OUT/tokenizer.ckpt`` (checked first: a tokenizer with the tiny geometry)."""
+    from rvar.nn.checkpoints import load_checkpoint
+
+    source, target = SHIPPED_TOKENIZER, out / "tokenizer.ckpt"
+    if not source.exists():
+        raise UserError(f"{source}: the shipped demo tokenizer is missing; rebuild it with `make tokenizer-asset` "
+                        "or run `rvar demo --train-tokenizer`")
+    load_checkpoint(source, kinds=("tokenizer",))
+    if not target.exists() or file_digest(target) != file_digest(source):
+        partial = target.with_suffix(".ckpt.partial")
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+        (out / "stages" / "tokenizer.json").unlink(missing_ok=True)  # a later --train-tokenizer must not reuse it
+    info = source.with_suffix(".json")
+    about = json.loads(info.read_text()) if info.exists() else {}
+    made = f" ({about['steps']} steps, {about['minutes']:.0f} min on 2 CPU cores)" if "steps" in about else ""
+    log(f"[0] tokenizer: the shipped one{made}, trained on the clean embedded training images only "
+        "(--train-tokenizer trains it within the budget)")
+    return StageResult("tokenizer", "shipped", 0.0, target)
 
 
 def last_error(log_path: Path) -> str:
@@ -123,7 +166,7 @@ def run_stage(stage: Stage, out: Path, seconds: int, env: Dict[str, str], positi
     from rvar.lit.tracking import default_run_name, mlflow_run_id_from_checkpoint
 
     cfg = derive_config(stage, out, seconds)
-    digest = config_digest(cfg)
+    digest = config_digest(cfg, [out / name for name in stage.reads.values()])
     marker = out / "stages" / f"{stage.name}.json"
     ckpt = out / stage.output
     if marker.exists() and ckpt.exists() and json.loads(marker.read_text()).get("digest") == digest:
@@ -177,7 +220,7 @@ def run_stage(stage: Stage, out: Path, seconds: int, env: Dict[str, str], positi
 
 
 def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] = print,
-             eval_images: Optional[int] = None) -> Path:
+             eval_images: Optional[int] = None, train_tokenizer: bool = False) -> Path:
     """Train every stage within ``minutes``, compare, and write ``out/report.md`` (+ html). Returns the report."""
     from rvar.report import write_report
 
@@ -203,13 +246,14 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
     # the budget is wall time: each stage gets its share of what is left after start-up costs and the comparison
     total = minutes * 60
     compare_reserve = max(45.0, COMPARE_SHARE * total)
-    results = []
-    for i, stage in enumerate(STAGES, 1):
-        left = STAGES[i - 1:]
+    stages = demo_stages(train_tokenizer)
+    results = [] if train_tokenizer else [install_shipped_tokenizer(out, log)]
+    for i, stage in enumerate(stages, 1):
+        left = stages[i - 1:]
         available = total - (time.perf_counter() - t0) - compare_reserve - STAGE_OVERHEAD * len(left)
         seconds = max(stage.min_seconds, int(available * stage.share / sum(s.share for s in left)))
-        results.append(run_stage(stage, out, seconds, env, i, len(STAGES), log, tracking))
-    log(f"[{len(STAGES) + 1}] comparing RestoreVAR with the baselines on the held-out test photos ...")
+        results.append(run_stage(stage, out, seconds, env, i, len(stages), log, tracking))
+    log(f"[{len(stages) + 1}] comparing RestoreVAR with the baselines on the held-out test photos ...")
     compare_dir = out / "compare"
     ckpts = [out / "restorevar.ckpt", out / "ldm.ckpt", out / "nafnet.ckpt"]
     cmd = [sys.executable, "-m", "rvar", "compare", *map(str, ckpts), "--data", "embedded-test",

@@ -110,22 +110,26 @@ def _ladder_table(rows: List[Dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def budget_history(out: Path) -> List[Dict[str, object]]:
-    """``demo.json`` of this demo folder and its siblings: [{minutes, folder, psnr: {model: dB}}], by budget."""
+def budget_history(out: Path, tokenizer: str = "trained") -> List[Dict[str, object]]:
+    """``demo.json`` of this demo folder and its siblings whose tokenizer came the same way (shipped or trained
+    within the budget): [{minutes, folder, psnr: {model: dB}}], by budget."""
     found = []
     for path in sorted(out.parent.glob("*/demo.json")):
         try:
             data = json.loads(path.read_text())
+            if data.get("tokenizer", "trained") != tokenizer:
+                continue  # budgets that bought different things do not share a curve
             found.append({"minutes": float(data["minutes"]), "folder": path.parent.name,
                           "psnr": {k: float(v) for k, v in data["psnr"].items()}})
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # not a demo folder of this rvar
     return sorted(found, key=lambda d: d["minutes"])
 
 
-def write_demo_summary(out: Path, minutes: float, rows: List[Dict[str, str]]) -> None:
+def write_demo_summary(out: Path, minutes: float, rows: List[Dict[str, str]], tokenizer: str = "trained") -> None:
     overall = {r["model"]: _float(r["psnr"]) for r in rows if r["degradation"] == "overall"}
-    (out / "demo.json").write_text(json.dumps({"minutes": minutes, "psnr": overall}, indent=1))
+    (out / "demo.json").write_text(json.dumps({"minutes": minutes, "tokenizer": tokenizer, "psnr": overall},
+                                              indent=1))
 
 
 def write_budget_plot(path: Path, history: List[Dict[str, object]]) -> bool:
@@ -158,14 +162,20 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
     from rvar.viewer import add_viewer
 
     rows = read_results(compare_dir / "results.csv")
-    write_demo_summary(out, minutes, rows)
+    shipped = any(st.name == "tokenizer" and st.status == "shipped" for st in stages)
+    tokenizer = "shipped" if shipped else "trained"
+    write_demo_summary(out, minutes, rows, tokenizer)
     s = summarise(rows)
     lines = ["# rvar demo report", ""]
     # 1. what was measured
     n_train = len(list((data_root / "train").glob("*.png")))
     n_test = len(list((data_root / "test").glob("*.png")))
+    trained = ("started from the tiny tokenizer that ships with rvar (trained on the clean training images only, "
+               "outside this budget, as RestoreVAR starts from VAR's released tokenizer) and trained the RestoreVAR "
+               "prior, refiner and decoder" if shipped else
+               "trained the tiny tokenizer, RestoreVAR prior, refiner and decoder")
     para = [f"On {platform.machine()} with {torch.get_num_threads()} CPU threads, `rvar demo --minutes {minutes:g}` "
-            f"trained the tiny tokenizer, RestoreVAR prior, refiner and decoder, and the tiny LDM and NAFNet "
+            f"{trained}, and the tiny LDM and NAFNet "
             f"baselines on the {n_train} embedded training images (photos shipped by installed packages and "
             f"dead-leaves images), then restored {n_test} photos that no stage trained on ({EVAL_NOTE}) "
             f"with `rvar compare`. Wall time: {total_seconds / 60:.1f} min in all."]
@@ -195,7 +205,7 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
                   "Each RestoreVAR stage on the same test images (PSNR dB / SSIM): the tokenizer's round trips "
                   "of the clean image are the ceilings the prior's tokens and the refiner's continuous latent "
                   "can reach.", "", _ladder_table(read_results(ladder)), ""]
-    history = budget_history(out)
+    history = budget_history(out, tokenizer)
     if len({h["minutes"] for h in history}) >= 2 and write_budget_plot(out / "quality_vs_budget.png", history):
         lines += ["## Quality versus training budget", "",
                   "Demos in sibling folders of this one (`rvar demo --minutes N --out ...`), scored the same way.",

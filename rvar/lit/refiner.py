@@ -40,6 +40,9 @@ class RefinerModule(RVARModule):
             (``RefinerConfig.residual_from_degraded``; needs ``condition_on_degraded``).
         gradient_checkpointing: recompute the refiner's attention/FFN activations in the backward pass (less
             memory, same outputs and gradients). See :mod:`rvar.nn.checkpointing`.
+        pixel_weight: weight of an extra L1 + L2 loss between the frozen decoder's rendering of the refined
+            latent and the clean image (0: the paper's latent L1 only). The latent L1 treats every latent channel
+            alike; the pixel term weighs errors by what they do to the image (the CPU demo recipe uses it).
     """
 
 
@@ -47,10 +50,11 @@ class RefinerModule(RVARModule):
                  refiner_mlp_dim: int = 768, optimizer: OptimizerCallable = restorevar_adamw,
                  val_max_batches: Optional[int] = None, grid_images: int = 4,
                  condition_on_degraded: bool = False, residual_from_degraded: bool = False,
-                 gradient_checkpointing: bool = False) -> None:
+                 gradient_checkpointing: bool = False, pixel_weight: float = 0.0) -> None:
         super().__init__(grid_images)
         self.save_hyperparameters(ignore=["optimizer"])
         self.prior_ckpt, self.optimizer, self.val_max_batches = prior_ckpt, optimizer, val_max_batches
+        self.pixel_weight = float(pixel_weight)
         # 1. frozen tokenizer and prior
         restorer = build_restorer(load_checkpoint(prior_ckpt, kinds=("prior", "restorer")), prior_ckpt)
         self.tokenizer, self.prior = restorer.tokenizer, restorer.prior
@@ -89,6 +93,13 @@ class RefinerModule(RVARModule):
         loss = F.l1_loss(refined_BNC, target_BNC)
         B = f_hat_BNC.shape[0]
         self.log_metric("latent_l1", loss, B, stage, prog_bar=True)
+        if self.pixel_weight > 0:
+            rendered_B3HW = self.tokenizer.decode(rearrange(refined_BNC, "b (h w) c -> b c h w", h=side, w=side),
+                                                  clamp=False).float()
+            clean_B3HW = to_signed(batch["clean"])
+            pixel = F.l1_loss(rendered_B3HW, clean_B3HW) + F.mse_loss(rendered_B3HW, clean_B3HW)
+            self.log_metric("pixel_loss", pixel, B, stage)
+            loss = loss + self.pixel_weight * pixel
         self.log_metric("loss", loss, B, stage)  # every stage logs stage/loss (lightning_config monitors val/loss)
         if stage != "train":
             self.log_metric("latent_l1_before", F.l1_loss(f_hat_BNC, target_BNC), B, stage)

@@ -130,14 +130,68 @@ def test_report_gathers_sibling_demos_by_budget(tmp_path):
 
     from rvar.report import budget_history, write_budget_plot
 
-    for folder, minutes, psnr in (("demo60", 60, 21.5), ("demo", 15, 20.1), ("broken", None, None)):
+    for folder, minutes, psnr, tokenizer in (("demo60", 60, 21.5, "shipped"), ("demo", 15, 20.1, "shipped"),
+                                             ("broken", None, None, None), ("scratch30", 30, 18.0, "trained")):
         (tmp_path / folder).mkdir()
         text = "{not json" if minutes is None else json.dumps(
-            {"minutes": minutes, "psnr": {"restorevar": psnr, "degraded input": 17.7}})
+            {"minutes": minutes, "tokenizer": tokenizer, "psnr": {"restorevar": psnr, "degraded input": 17.7}})
         (tmp_path / folder / "demo.json").write_text(text)
-    history = budget_history(tmp_path / "demo")
+    history = budget_history(tmp_path / "demo", "shipped")  # demos that trained their own tokenizer are apart
     assert [(h["minutes"], h["psnr"]["restorevar"]) for h in history] == [(15.0, 20.1), (60.0, 21.5)]
+    assert [h["folder"] for h in budget_history(tmp_path / "demo", "trained")] == ["scratch30"]
     assert write_budget_plot(tmp_path / "plot.png", history) and (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_shipped_tokenizer_is_a_tiny_tokenizer_and_the_demo_copies_it(tmp_path):
+    import json
+
+    from rvar.demo import SHIPPED_TOKENIZER, config_digest, demo_stages, install_shipped_tokenizer
+    from rvar.nn.checkpoints import build_tokenizer, load_checkpoint
+
+    ckpt = load_checkpoint(SHIPPED_TOKENIZER, kinds=("tokenizer",))
+    tokenizer = build_tokenizer(ckpt, SHIPPED_TOKENIZER)
+    assert tokenizer.config.patch_nums == TokenizerConfig.cpu_f8().patch_nums
+    about = json.loads(SHIPPED_TOKENIZER.with_suffix(".json").read_text())
+    assert about["steps"] > 0 and "make tokenizer-asset" in about["command"]
+    lines = []
+    result = install_shipped_tokenizer(tmp_path, lines.append)
+    assert result.status == "shipped" and (tmp_path / "tokenizer.ckpt").read_bytes() == SHIPPED_TOKENIZER.read_bytes()
+    assert "shipped" in lines[0]
+    assert [s.name for s in demo_stages(False)] == ["prior", "refiner", "decoder", "ldm", "nafnet"]
+    assert demo_stages(True)[0].name == "tokenizer"
+    # a stage's digest follows the checkpoints it reads, not only its config
+    before = config_digest({"a": 1}, [tmp_path / "tokenizer.ckpt"])
+    (tmp_path / "tokenizer.ckpt").write_bytes(b"changed")
+    assert config_digest({"a": 1}, [tmp_path / "tokenizer.ckpt"]) != before
+
+
+def test_refiner_pixel_loss_reaches_the_refiner_through_the_frozen_decoder(tmp_path):
+    from rvar.lit.refiner import RefinerModule
+    from rvar.nn.checkpoints import save_checkpoint
+    from rvar.nn.prior import PriorConfig, RestoreVARPrior
+    from rvar.nn.tokenizer import VQVAE
+
+    tok = TokenizerConfig.cpu_f8()
+    prior = PriorConfig.tiny(patch_nums=tok.patch_nums, vocab_size=tok.vocab_size)
+    torch.manual_seed(0)
+    state = {**{f"tokenizer.{k}": v for k, v in VQVAE(tok).state_dict().items()},
+             **{f"prior.{k}": v for k, v in RestoreVARPrior(prior).state_dict().items()}}
+    path = tmp_path / "prior.ckpt"
+    save_checkpoint(path, "prior", {"tokenizer": tok.to_dict(), "prior": prior.to_dict()}, state)
+    g = torch.Generator().manual_seed(1)
+    batch = {"degraded": torch.rand(2, 3, 64, 64, generator=g), "clean": torch.rand(2, 3, 64, 64, generator=g),
+             "degradation": ["haze", "rain"]}
+    losses = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(2)
+        module = RefinerModule(str(path), refiner_dim=32, refiner_depth=1, refiner_heads=2, refiner_mlp_dim=32,
+                               condition_on_degraded=True, residual_from_degraded=True, pixel_weight=weight)
+        module.log_metric = lambda *a, **k: None
+        loss = module._shared_step(batch, "train")
+        loss.backward()
+        losses[weight] = (loss.item(), module.refiner.proj_out.weight.grad.abs().sum().item())
+        assert all(p.grad is None for p in module.tokenizer.parameters())  # the decoder stays frozen
+    assert losses[1.0][0] > losses[0.0][0] and losses[1.0][1] != losses[0.0][1]
 
 
 def test_refiner_residual_from_degraded_starts_as_the_degraded_round_trip():
