@@ -27,20 +27,12 @@ PRECISIONS = ("fp32", "bf16")
 def build(size: str):
     import torch
 
-    from rvar.nn.prior import PriorConfig
+    from rvar.bench import size_spec
     from rvar.nn.refiner import RefinerConfig
     from rvar.nn.restorer import Restorer
-    from rvar.nn.tokenizer import TokenizerConfig
 
-    if size == "tiny":
-        tok, prior, ref = TokenizerConfig.tiny(), PriorConfig.tiny(), RefinerConfig.tiny()
-    elif size == "d16-256":
-        tok, prior = TokenizerConfig.vq_f16_256(), PriorConfig.d16_256()
-        ref = RefinerConfig.for_prior(16, prior.num_tokens, 32, prior.embed_dim)
-    elif size == "d16-512":
-        tok, prior, ref = TokenizerConfig.vq_f16_512(), PriorConfig.d16_512(), RefinerConfig.d16_512()
-    else:
-        raise ValueError(f"unknown pipeline size {size!r}; known: {', '.join(PIPELINE_SIZES)}")
+    tok, prior = size_spec(size)
+    ref = RefinerConfig.tiny() if size == "tiny" else RefinerConfig.for_prior(prior)  # d16-512: RestoreVAR's
     torch.manual_seed(0)
     return Restorer(tok, prior, ref).eval()
 

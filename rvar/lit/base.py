@@ -16,6 +16,7 @@ import lightning as L
 import torch
 import torch.nn as nn
 
+from rvar.errors import UserError
 from rvar.nn.checkpoints import FORMAT_VERSION
 from rvar.lit.images import log_image_grid
 from rvar.metrics import load_lpips, lpips_per_image, psnr_per_image, ssim_per_image
@@ -44,6 +45,8 @@ class RVARModule(L.LightningModule):
         grid_images: images per logged grid (0: no grids).
     """
 
+    native_crops_only = True  # data crops must be the tokenizer's image size (see setup)
+
     def __init__(self, grid_images: int = 4) -> None:
         super().__init__()
         self.grid_images = int(grid_images)
@@ -66,6 +69,13 @@ class RVARModule(L.LightningModule):
 
     def trainable_parameters(self) -> List[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+    def setup(self, stage: str) -> None:
+        """Before fit or validate: the data's ``crop_size`` must be the tokenizer's image size."""
+        crop, config = getattr(self.trainer.datamodule, "crop_size", None), self.tokenizer.config
+        if self.native_crops_only and stage in ("fit", "validate") and crop not in (None, config.image_size):
+            raise UserError(f"data crop_size {crop} is not the tokenizer's image size {config.image_size} "
+                            f"(patch_nums[-1] {config.patch_nums[-1]} x downsampling {config.downsample})")
 
     # ---- steps --------------------------------------------------------------------------------------
     def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> torch.Tensor:

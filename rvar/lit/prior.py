@@ -20,18 +20,7 @@ from rvar.lit.base import RVARModule, restorevar_adamw
 from rvar.nn.checkpointing import enable_activation_checkpointing
 from rvar.nn.checkpoints import build_tokenizer, load_checkpoint, load_strict, sub_state_dict
 from rvar.nn.prior import PriorConfig, RestoreVARPrior
-from rvar.nn.tokenizer import VQVAE
 from rvar.pixels import to_signed, to_unit
-
-
-def check_prior_fits(prior: PriorConfig, tokenizer: VQVAE, source: str) -> None:
-    """UserError naming both sides when the prior's token geometry differs from the tokenizer's."""
-    t = tokenizer.config
-    pairs = {"patch_nums": (tuple(prior.patch_nums), tuple(t.patch_nums)),
-             "vocab_size": (prior.vocab_size, t.vocab_size), "z_channels": (prior.z_channels, t.z_channels)}
-    diffs = [f"{name} {a} (prior) vs {b} (tokenizer {source})" for name, (a, b) in pairs.items() if a != b]
-    if diffs:
-        raise UserError("the prior does not fit the tokenizer: " + "; ".join(diffs))
 
 
 class PriorModule(RVARModule):
@@ -39,7 +28,7 @@ class PriorModule(RVARModule):
 
     Args:
         tokenizer_ckpt: rvar checkpoint holding the tokenizer (frozen); None: the one inside ``init_from``.
-        prior: prior sizes (``PriorConfig`` fields); None: those of ``init_from``.
+        prior: prior sizes (``PriorConfig`` fields, geometry from the tokenizer); None: those of ``init_from``.
         init_from: an rvar ``prior``/``restorer`` checkpoint to start from (e.g. ``rvar import-checkpoint``'s).
         label_smoothing: cross-entropy label smoothing.
         optimizer: default :func:`~rvar.lit.base.restorevar_adamw` (AdamW 1e-4, betas 0.9/0.95, wd 0.05).
@@ -67,13 +56,11 @@ class PriorModule(RVARModule):
         source = tokenizer_ckpt or init_from
         self.tokenizer = build_tokenizer(init if tokenizer_ckpt is None else load_checkpoint(tokenizer_ckpt), source)
         self.freeze_submodule("tokenizer")
-        # 2. the prior, checked against the tokenizer, optionally from a checkpoint
-        if prior is None:
-            if init is None:
-                raise UserError("PriorModule: give `prior` (sizes) or `init_from` (a prior checkpoint)")
-            prior = PriorConfig(**init["configs"]["prior"])
-        check_prior_fits(prior, self.tokenizer, source)
-        self.prior = RestoreVARPrior(prior)
+        # 2. the prior on the tokenizer's geometry, optionally from a checkpoint
+        if prior is None and init is None:
+            raise UserError("PriorModule: give `prior` (sizes) or `init_from` (a prior checkpoint)")
+        sizes = prior.to_dict() if prior is not None else init["configs"]["prior"]
+        self.prior = RestoreVARPrior(PriorConfig.for_tokenizer(self.tokenizer.config, source, **sizes))
         if init is not None:
             load_strict(self.prior, sub_state_dict(init["state_dict"], "prior."), init_from)
         # 3. optional activation checkpointing (training memory)

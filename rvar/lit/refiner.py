@@ -63,9 +63,8 @@ class RefinerModule(RVARModule):
         # 2. the refiner, sized for them
         pc = self.prior.config
         self.refiner = LatentRefiner(RefinerConfig.for_prior(
-            latent_side=pc.patch_nums[-1], num_tokens=pc.num_tokens, z_channels=pc.z_channels,
-            prior_width=pc.embed_dim, dim=refiner_dim, depth=refiner_depth, heads=refiner_heads,
-            mlp_dim=refiner_mlp_dim, in_dim_degraded=pc.z_channels if condition_on_degraded else 0,
+            pc, dim=refiner_dim, depth=refiner_depth, heads=refiner_heads, mlp_dim=refiner_mlp_dim,
+            in_dim_degraded=pc.z_channels if condition_on_degraded else 0,
             residual_from_degraded=residual_from_degraded))
         # 3. optional activation checkpointing (training memory)
         self.gradient_checkpointing = bool(gradient_checkpointing)

@@ -73,6 +73,7 @@ class TokenizerModule(RVARModule):
             raise UserError("TokenizerModule: give `tokenizer` (sizes) or `init_from` (a checkpoint)")
         self.save_hyperparameters(ignore=["optimizer"])
         self.mode, self.init_from, self.optimizer = mode, init_from, optimizer
+        self.native_crops_only = mode == "full"  # the decoder alone renders latents of any size
         self.l1_weight, self.l2_weight, self.vq_weight = l1_weight, l2_weight, vq_weight
         self.perceptual_weight, self.gan_weight, self.gan_start_step = perceptual_weight, gan_weight, gan_start_step
         self.source_kind = "tokenizer"
@@ -161,50 +162,23 @@ class TokenizerModule(RVARModule):
     def gan_active(self) -> bool:
         return self.discriminator is not None and self.trainer.fit_loop.total_batch_idx >= self.gan_start_step
 
-    # ---- codebook upkeep ---------------------------------------------------------------------------
+    # ---- codebook upkeep (the quantiser restarts codes; this adds DDP and the seeded generator) ---
     @torch.no_grad()
-    def residual_latents(self, clean_B3HW: torch.Tensor) -> torch.Tensor:
-        """What the quantiser looks up at every scale (the area-pooled residuals), as rows (N, C).
-
-        Under DDP the latents of every rank's batch are gathered first (in rank order), so all ranks get the
-        same candidates: those of the global batch, as one process with that batch would.
-        """
+    def restart_codes(self, clean_B3HW: torch.Tensor, everything: bool, step: int = 0) -> int:
+        """Re-draw unused (or all) codewords from the global batch's residual latents; returns how many. DDP: the
+        ranks' latents are gathered in rank order and rank 0's draw is broadcast. The generator is seeded from
+        (``torch.initial_seed()``, ``step``): Lightning re-seeds the global RNG under DDP only, not on resume."""
         quantizer = self.tokenizer.quantize
+        dead_V = quantizer.dead_codes(everything)
+        if not dead_V.any():
+            return 0
         f_BChw = self.tokenizer.encode_continuous(clean_B3HW).float()
         if self.trainer.world_size > 1:
             f_BChw = self.all_gather(f_BChw).flatten(0, 1)  # (W, B, C, h, w) -> (W * B, C, h, w)
-        _, f_hats = quantizer.quantize(f_BChw)
-        rows, previous = [], torch.zeros_like(f_BChw)
-        for si, pn in enumerate(quantizer.patch_nums):
-            rest_BChw = F.adaptive_avg_pool2d(f_BChw - previous, pn)
-            rows.append(rest_BChw.permute(0, 2, 3, 1).reshape(-1, f_BChw.shape[1]))
-            previous = f_hats[si]
-        return torch.cat(rows)
-
-    @torch.no_grad()
-    def restart_codes(self, clean_B3HW: torch.Tensor, everything: bool, step: int = 0) -> int:
-        """Re-draw unused (or all) codewords from the global batch's residual latents; returns how many.
-
-        The draw uses its own generator seeded from (``torch.initial_seed()``, ``step``), not the global RNG:
-        Lightning re-seeds that after the model is built under DDP only, and a resumed run does not get it
-        back, so a draw from it would differ between 1 and N processes and between resumed and straight runs.
-        Rank 0's draw is broadcast, so the ranks keep one codebook whatever their seeds.
-        """
-        quantizer = self.tokenizer.quantize
-        hits_V = quantizer.ema_vocab_hit_SV.sum(0)
-        dead_V = torch.ones_like(hits_V, dtype=torch.bool) if everything else hits_V < 0.03 * hits_V.mean()
-        count = int(dead_V.sum())
-        if count == 0:
-            return 0
-        pool_NC = self.residual_latents(clean_B3HW)
         generator = torch.Generator().manual_seed(sample_seed(torch.initial_seed(), "codebook_restart", step))
-        pick = torch.randint(pool_NC.shape[0], (count,), generator=generator)
-        noise = torch.randn(count, pool_NC.shape[1], generator=generator).to(pool_NC.device)
-        fresh = pool_NC[pick.to(pool_NC.device)] + 0.01 * pool_NC.std() * noise
-        fresh = self.trainer.strategy.broadcast(fresh, 0)  # every rank keeps the same codebook
-        quantizer.embedding.weight.data[dead_V] = fresh.to(quantizer.embedding.weight.dtype)
-        quantizer.ema_vocab_hit_SV[:, dead_V] = 0.0  # still unused at the next check: drawn again
-        return count
+        quantizer.restart_codes(dead_V, quantizer.residual_rows(f_BChw), generator,
+                                share=lambda fresh: self.trainer.strategy.broadcast(fresh, 0))
+        return int(dead_V.sum())
 
     def on_train_batch_start(self, batch: Dict[str, Any], batch_idx: int) -> None:
         every = self.codebook_restart_every

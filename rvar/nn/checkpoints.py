@@ -147,7 +147,8 @@ def build_restorer(ckpt: Mapping[str, Any], source: str = "checkpoint", require_
     refiner_cfg = RefinerConfig(**configs["refiner"]) if configs.get("refiner") else None
     if require_refiner and refiner_cfg is None:
         raise CheckpointError(f"{source}: has no refiner; train one with the refiner stage or import restorevar.pth")
-    restorer = Restorer(TokenizerConfig(**configs["tokenizer"]), PriorConfig(**configs["prior"]), refiner_cfg)
+    tokenizer = TokenizerConfig(**configs["tokenizer"])
+    restorer = Restorer(tokenizer, PriorConfig.for_tokenizer(tokenizer, source, **configs["prior"]), refiner_cfg)
     sd = ckpt["state_dict"]
     load_strict(restorer.tokenizer, sub_state_dict(sd, "tokenizer."), source)
     load_strict(restorer.prior, sub_state_dict(sd, "prior."), source)

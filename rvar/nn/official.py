@@ -102,13 +102,14 @@ def import_tokenizer(sd: Mapping[str, torch.Tensor], patch_nums: Sequence[int], 
 
 
 # ---- priors ----------------------------------------------------------------------------------------------
-def _prior_sizes(sd: Mapping[str, torch.Tensor], source: str) -> Tuple[int, int, int, int, int, float]:
+def _prior_config(sd: Mapping[str, torch.Tensor], vae: VQVAE, heads: int, source: str) -> PriorConfig:
+    """The prior's sizes from its tensor shapes, on the tokenizer's patch_nums (its V and Cvae are checked)."""
     C, Cv = _need(sd, "word_embed.weight", source).shape
-    depth = _count(r"^blocks\.(\d+)\.", sd)
-    V = _need(sd, "head.weight", source).shape[0]
-    num_classes = _need(sd, "class_emb.weight", source).shape[0] - 1
     hidden = _need(sd, "blocks.0.ffn.fc1.weight", source).shape[0]
-    return int(C), int(Cv), depth, int(V), int(num_classes), hidden / C
+    return PriorConfig.for_tokenizer(vae.config, source, depth=_count(r"^blocks\.(\d+)\.", sd), embed_dim=int(C),
+                                     num_heads=heads, mlp_ratio=hidden / C, z_channels=int(Cv),
+                                     vocab_size=int(_need(sd, "head.weight", source).shape[0]),
+                                     num_classes=int(_need(sd, "class_emb.weight", source).shape[0]) - 1)
 
 
 def _check_heads(sd: Mapping[str, torch.Tensor], heads: int, source: str) -> None:
@@ -135,9 +136,7 @@ def import_restorevar(sd: Mapping[str, torch.Tensor], vae: VQVAE, heads: int, re
     patch_nums = vae.patch_nums
     _check_patch_nums(sd, patch_nums, source, strict_L=True)
     _check_heads(sd, heads, source)
-    C, Cv, depth, V, num_classes, mlp_ratio = _prior_sizes(sd, source)
-    if (V, Cv) != (vae.V, vae.Cvae):
-        raise CheckpointError(f"{source}: prior expects V={V}, Cvae={Cv} but the tokenizer has V={vae.V}, Cvae={vae.Cvae}")
+    prior_config = _prior_config(sd, vae, heads, source)
     report = ImportReport()
     prior_sd, ref_sd = {}, {}
     for k, v in sd.items():
@@ -145,8 +144,7 @@ def import_restorevar(sd: Mapping[str, torch.Tensor], vae: VQVAE, heads: int, re
             ref_sd[k[len("vae_refiner."):]] = v
         elif not (k in PRIOR_REBUILT_BUFFERS or k.endswith(".zero_k_bias")):
             prior_sd[k] = v
-    prior = RestoreVARPrior(PriorConfig(depth=depth, embed_dim=C, num_heads=heads, mlp_ratio=mlp_ratio,
-                                        patch_nums=patch_nums, vocab_size=V, z_channels=Cv, num_classes=num_classes))
+    prior = RestoreVARPrior(prior_config)
     _check_rebuilt(sd, prior, source)
     load_strict(prior, prior_sd, source)
     if not ref_sd:
@@ -188,11 +186,7 @@ def init_prior_from_var(sd: Mapping[str, torch.Tensor], vae: VQVAE, heads: int,
     condition layers are new, with zero gains so the initial prior behaves like the unconditional VAR.
     """
     _check_heads(sd, heads, source)
-    C, Cv, depth, V, num_classes, mlp_ratio = _prior_sizes(sd, source)
-    if (V, Cv) != (vae.V, vae.Cvae):
-        raise CheckpointError(f"{source}: VAR expects V={V}, Cvae={Cv} but the tokenizer has V={vae.V}, Cvae={vae.Cvae}")
-    prior = RestoreVARPrior(PriorConfig(depth=depth, embed_dim=C, num_heads=heads, mlp_ratio=mlp_ratio,
-                                        patch_nums=vae.patch_nums, vocab_size=V, z_channels=Cv, num_classes=num_classes))
+    prior = RestoreVARPrior(_prior_config(sd, vae, heads, source))
     own = prior.state_dict()
     report = ImportReport()
     take: Dict[str, torch.Tensor] = {}

@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rvar.nn.prior.config import PriorConfig
+
 
 @dataclass
 class RefinerConfig:
@@ -55,17 +57,15 @@ class RefinerConfig:
         return cls()
 
     @classmethod
-    def for_prior(cls, latent_side: int, num_tokens: int, z_channels: int, prior_width: int,
-                  **sizes: Any) -> "RefinerConfig":
-        """A refiner sized for a given tokenizer/prior pair; ``sizes`` override dim/depth/heads/mlp_dim."""
-        return cls(seq_len=latent_side * latent_side, seq_len_cond=num_tokens, in_dim=z_channels,
-                   in_dim_cond=prior_width, out_dim=z_channels, **sizes)
+    def for_prior(cls, prior: PriorConfig, **sizes: Any) -> "RefinerConfig":
+        """A refiner sized for ``prior`` (with its tokenizer's geometry); ``sizes``: the other fields."""
+        return cls(seq_len=prior.patch_nums[-1] ** 2, seq_len_cond=prior.num_tokens, in_dim=prior.z_channels,
+                   in_dim_cond=prior.embed_dim, out_dim=prior.z_channels, **sizes)
 
     @classmethod
     def tiny(cls) -> "RefinerConfig":
         """The reference parity size (64x64 images, prior width 128, L = 30)."""
-        return cls(seq_len=16, seq_len_cond=30, in_dim=32, in_dim_cond=128, out_dim=32, dim=64, depth=2,
-                   heads=2, mlp_dim=128)
+        return cls.for_prior(PriorConfig.tiny(), dim=64, depth=2, heads=2, mlp_dim=128)
 
 
 def _heads(x_BND: torch.Tensor, heads: int) -> torch.Tensor:

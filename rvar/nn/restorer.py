@@ -26,14 +26,13 @@ class RestoreOutput:
 
 
 class Restorer(nn.Module):
-    """Holds the three networks; ``refiner`` may be None (a prior-only stage)."""
+    """Holds the three networks; ``refiner`` may be None (a prior-only stage). The prior takes the
+    tokenizer's geometry (:meth:`PriorConfig.for_tokenizer`)."""
 
     def __init__(self, tokenizer: TokenizerConfig, prior: PriorConfig, refiner: Optional[RefinerConfig] = None) -> None:
         super().__init__()
-        if tuple(tokenizer.patch_nums) != tuple(prior.patch_nums):
-            raise ValueError(f"tokenizer patch_nums {tokenizer.patch_nums} != prior patch_nums {prior.patch_nums}")
         self.tokenizer = VQVAE(tokenizer)
-        self.prior = RestoreVARPrior(prior)
+        self.prior = RestoreVARPrior(PriorConfig.for_tokenizer(tokenizer, **prior.to_dict()))
         self.refiner = LatentRefiner(refiner) if refiner is not None else None
 
     @property

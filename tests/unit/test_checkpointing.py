@@ -27,7 +27,7 @@ def _compare(plain: torch.nn.Module, wrapped: torch.nn.Module, run) -> None:
 
 def test_prior_gradients_match_with_checkpointing():
     torch.manual_seed(0)
-    cfg = PriorConfig(depth=2, embed_dim=64, num_heads=2, patch_nums=(1, 2, 3), vocab_size=32,
+    cfg = PriorConfig(depth=2, embed_dim=64, num_heads=2, patch_nums=(1, 2, 3), vocab_size=32, z_channels=32,
                       condition_gain_init=1.0, drop_path_rate=0.1)  # drop-path: the RNG state is replayed
     plain = RestoreVARPrior(cfg).train()
     wrapped = copy.deepcopy(plain)

@@ -1,8 +1,10 @@
-"""PriorModule: it can overfit one batch, its tokenizer stays frozen, and a prior that does not fit the
-tokenizer is a one-line UserError naming both sides."""
+"""PriorModule: it can overfit one batch, its tokenizer stays frozen, its prior takes the tokenizer's token
+geometry, a prior that does not fit the tokenizer is a one-line UserError naming both sides, and data crops
+that are not the tokenizer's image size stop the stage before any batch."""
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -10,9 +12,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from rvar.errors import UserError
-from rvar.lit import PriorModule
+from rvar.lit import PriorModule, TokenizerModule
 from rvar.nn.checkpoints import save_checkpoint
-from rvar.nn.prior import PriorConfig
+from rvar.nn.prior import PriorConfig, RestoreVARPrior
 from rvar.nn.tokenizer import VQVAE, TokenizerConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -72,6 +74,35 @@ def test_prior_must_fit_the_tokenizer(tokenizer_ckpt, field, value):
         PriorModule(tokenizer_ckpt, config)
     message = str(info.value)
     assert field in message and "prior" in message and "tokenizer" in message and "\n" not in message
+
+
+def test_prior_takes_the_tokenizer_geometry(tokenizer_ckpt):
+    module = PriorModule(tokenizer_ckpt, PriorConfig(depth=2, embed_dim=128, num_heads=2))
+    tokenizer = module.tokenizer.config
+    assert module.prior.config == PriorConfig.for_tokenizer(tokenizer, depth=2, embed_dim=128, num_heads=2)
+    assert (module.prior.config.patch_nums, module.prior.config.vocab_size) == (tokenizer.patch_nums, 64)
+    assert module.rvar_payload()[1]["prior"]["patch_nums"] == list(tokenizer.patch_nums)  # checkpoints keep it
+
+
+def test_geometry_check_names_both_values():
+    with pytest.raises(UserError) as info:
+        PriorConfig.for_tokenizer(TokenizerConfig.tiny(), "t.ckpt", depth=2, embed_dim=128, num_heads=2,
+                                  patch_nums=[1, 2, 3, 4], vocab_size=128)
+    assert str(info.value) == "t.ckpt: the prior does not fit the tokenizer: vocab_size 128 (prior) vs 64 (tokenizer)"
+    with pytest.raises(ValueError, match="for_tokenizer"):
+        RestoreVARPrior(PriorConfig(depth=2, embed_dim=128, num_heads=2))
+
+
+@pytest.mark.parametrize("crop, mode, fails", [(32, "prior", True), (64, "prior", False), (32, "decoder", False)])
+def test_crop_size_must_be_the_tokenizer_image_size(tokenizer_ckpt, crop, mode, fails):
+    module = (PriorModule(tokenizer_ckpt, PriorConfig.tiny()) if mode == "prior"
+              else TokenizerModule(init_from=tokenizer_ckpt, mode="decoder"))  # the decoder takes any size
+    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(crop_size=crop))
+    if fails:
+        with pytest.raises(UserError, match=r"crop_size 32 .* image size 64 \(patch_nums\[-1\] 4 x downsampling 16\)"):
+            module.setup("fit")
+    else:
+        module.setup("fit")
 
 
 def test_prior_needs_sizes_or_init(tokenizer_ckpt):

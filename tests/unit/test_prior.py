@@ -18,7 +18,7 @@ def vae():
 def _prior(attention: str) -> RestoreVARPrior:
     torch.manual_seed(0)
     prior = RestoreVARPrior(PriorConfig(depth=2, embed_dim=64, num_heads=2, patch_nums=(1, 2, 3, 4), vocab_size=64,
-                                        attention=attention))
+                                        z_channels=32, attention=attention))
     # the zero-initialised gains would hide the condition path: open them for the test
     with torch.no_grad():
         prior.global_embed_gain.fill_(0.3)

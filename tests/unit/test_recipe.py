@@ -200,8 +200,8 @@ def test_refiner_residual_from_degraded_starts_as_the_degraded_round_trip():
 
     tok = TokenizerConfig.cpu_f8()
     prior = PriorConfig.tiny(patch_nums=tok.patch_nums, vocab_size=tok.vocab_size)
-    refiner = RefinerConfig.for_prior(8, prior.num_tokens, 32, prior.embed_dim, dim=64, depth=1, heads=2,
-                                      mlp_dim=64, in_dim_degraded=32, residual_from_degraded=True)
+    refiner = RefinerConfig.for_prior(prior, dim=64, depth=1, heads=2, mlp_dim=64,
+                                      in_dim_degraded=32, residual_from_degraded=True)
     restorer = Restorer(tok, prior, refiner).eval()
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     out = restorer.restore(x)

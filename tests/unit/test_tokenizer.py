@@ -65,3 +65,24 @@ def test_usage_buffer_is_resized_when_patch_nums_differ():
     dst.load_state_dict(src.state_dict(), strict=True)
     assert dst.quantize.ema_vocab_hit_SV.shape == (3, 64)
     torch.testing.assert_close(dst.quantize.embedding.weight, src.quantize.embedding.weight)
+
+
+def test_restart_codes_redraws_only_dead_codes_from_the_rows():
+    q = VQVAE(TokenizerConfig(vocab_size=16, ch=32, patch_nums=(1, 2))).quantize
+    q.ema_vocab_hit_SV.copy_(torch.rand(2, 16, generator=torch.Generator().manual_seed(0)) + 1)
+    q.ema_vocab_hit_SV[:, :5] = 0.01
+    dead = q.dead_codes()
+    assert dead.tolist() == [True] * 5 + [False] * 11 and q.dead_codes(everything=True).all()
+    f = torch.randn(3, 32, 2, 2, generator=torch.Generator().manual_seed(1))
+    rows = q.residual_rows(f)
+    assert rows.shape == (3 * (1 + 4), 32)
+    torch.testing.assert_close(rows[:3], f.mean((2, 3)))  # scale 1: the pooled latent itself
+    before = q.embedding.weight.detach().clone()
+    q.restart_codes(dead, rows, torch.Generator().manual_seed(2), share=lambda t: t * 2)
+    after = q.embedding.weight.detach()
+    assert torch.equal(after[5:], before[5:]) and (q.ema_vocab_hit_SV[:, :5] == 0).all()
+    nearest = (after[:5, None] / 2 - rows[None]).norm(dim=-1).amin(1)  # `share` doubled the drawn rows
+    assert (nearest < 0.05 * rows.std() * 32 ** 0.5).all()
+    again = VQVAE(TokenizerConfig(vocab_size=16, ch=32, patch_nums=(1, 2))).quantize
+    again.restart_codes(dead, rows, torch.Generator().manual_seed(2), share=lambda t: t * 2)
+    assert torch.equal(again.embedding.weight[:5], after[:5])  # the generator alone decides the draw

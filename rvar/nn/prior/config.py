@@ -1,10 +1,13 @@
 """Typed size presets of the RestoreVAR prior."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Tuple
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Dict, Optional, Tuple
 
-from rvar.nn.tokenizer.config import RESTOREVAR_512_PATCH_NUMS, VAR_256_PATCH_NUMS
+from rvar.errors import UserError
+from rvar.nn.tokenizer.config import TokenizerConfig
+
+GEOMETRY = ("patch_nums", "vocab_size", "z_channels")  # the token geometry, owned by the tokenizer
 
 
 @dataclass
@@ -14,8 +17,8 @@ class PriorConfig:
     Args:
         depth: transformer blocks. embed_dim: width C. num_heads: attention heads (not stored in tensors).
         mlp_ratio: FFN hidden size / C.
-        patch_nums: token-map side per scale (must equal the tokenizer's).
-        vocab_size / z_channels: the tokenizer's V and Cvae.
+        patch_nums / vocab_size / z_channels: the tokenizer's token geometry; None: filled in from the
+            tokenizer by :meth:`for_tokenizer`, which also checks values that are given.
         num_classes: size of VAR's class table (the start token uses the extra "null" row ``num_classes``).
         attention: registered attention variant (``rvar plugins --kind attention``) for self- and cross-attention.
         norm_eps: epsilon of the parameter-free LayerNorms.
@@ -30,9 +33,9 @@ class PriorConfig:
     embed_dim: int = 1024
     num_heads: int = 16
     mlp_ratio: float = 4.0
-    patch_nums: Tuple[int, ...] = field(default_factory=lambda: RESTOREVAR_512_PATCH_NUMS)
-    vocab_size: int = 4096
-    z_channels: int = 32
+    patch_nums: Optional[Tuple[int, ...]] = None
+    vocab_size: Optional[int] = None
+    z_channels: Optional[int] = None
     num_classes: int = 1000
     attention: str = "l2norm"
     norm_eps: float = 1e-6
@@ -43,7 +46,7 @@ class PriorConfig:
     condition_gain_init: float = 0.0
 
     def __post_init__(self) -> None:
-        self.patch_nums = tuple(int(p) for p in self.patch_nums)
+        self.patch_nums = None if self.patch_nums is None else tuple(int(p) for p in self.patch_nums)
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if (self.embed_dim // self.num_heads) % 4:
@@ -55,21 +58,32 @@ class PriorConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
-        d["patch_nums"] = list(self.patch_nums)
+        d["patch_nums"] = list(self.patch_nums) if self.patch_nums is not None else None
         return d
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: TokenizerConfig, source: str = "", **sizes: Any) -> "PriorConfig":
+        """The prior of ``sizes`` (fields) on ``tokenizer``'s geometry. The one check that a prior fits its tokenizer:
+        geometry in ``sizes`` (old files state it) must be the tokenizer's, else a UserError (prefixed ``source``)."""
+        given = cls(**sizes)
+        diffs = [f"{name} {getattr(given, name)} (prior) vs {getattr(tokenizer, name)} (tokenizer)"
+                 for name in GEOMETRY if getattr(given, name) not in (None, getattr(tokenizer, name))]
+        if diffs:
+            raise UserError(f"{source + ': ' if source else ''}the prior does not fit the tokenizer: " + "; ".join(diffs))
+        return replace(given, **{name: getattr(tokenizer, name) for name in GEOMETRY})
 
     # ---- presets -------------------------------------------------------------------------------------
     @classmethod
     def d16_512(cls) -> "PriorConfig":
         """RestoreVAR's released model: VAR-d16 at 512 px, L = 2240 tokens."""
-        return cls()
+        return cls.for_tokenizer(TokenizerConfig.vq_f16_512())
 
     @classmethod
     def d16_256(cls) -> "PriorConfig":
         """VAR-d16 geometry at 256 px (the class-conditional ``var_d16.pth`` schedule, L = 680)."""
-        return cls(patch_nums=VAR_256_PATCH_NUMS)
+        return cls.for_tokenizer(TokenizerConfig.vq_f16_256())
 
     @classmethod
     def tiny(cls, patch_nums: Tuple[int, ...] = (1, 2, 3, 4), vocab_size: int = 64) -> "PriorConfig":
         """The reference parity size: depth 2, width 128, 2 heads, 64x64 images."""
-        return cls(depth=2, embed_dim=128, num_heads=2, patch_nums=patch_nums, vocab_size=vocab_size)
+        return cls(depth=2, embed_dim=128, num_heads=2, patch_nums=patch_nums, vocab_size=vocab_size, z_channels=32)

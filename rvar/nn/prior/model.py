@@ -81,6 +81,8 @@ class RestoreVARPrior(nn.Module):
 
     def __init__(self, config: PriorConfig) -> None:
         super().__init__()
+        if None in (config.patch_nums, config.vocab_size, config.z_channels):
+            raise ValueError("PriorConfig lacks the token geometry: build it with PriorConfig.for_tokenizer")
         self.config = cfg = config
         C, Cv = cfg.embed_dim, cfg.z_channels
         self.patch_nums = cfg.patch_nums

@@ -12,7 +12,7 @@ l = pn*pn tokens of one scale, L tokens of all scales, V vocabulary size, S numb
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, List, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -174,6 +174,33 @@ class MultiScaleQuantizer(nn.Module):
             return f_hat_BChw, f_hat_BChw
         pn_next = self.patch_nums[si + 1]
         return f_hat_BChw, F.interpolate(f_hat_BChw, size=(pn_next, pn_next), mode="area")
+
+    # ---- codebook restarts ---------------------------------------------------------------------------
+    def dead_codes(self, everything: bool = False) -> torch.Tensor:
+        """Mask (V,) of the codes whose hit EMA is under 3% of the mean; all of them with ``everything``."""
+        hits_V = self.ema_vocab_hit_SV.sum(0)
+        return torch.ones_like(hits_V, dtype=torch.bool) if everything else hits_V < 0.03 * hits_V.mean()
+
+    @torch.no_grad()
+    def residual_rows(self, f_BChw: torch.Tensor) -> torch.Tensor:
+        """What the code search looks up at every scale (the area-pooled residuals of ``f_BChw``), rows (N, C)."""
+        _, f_hats = self.quantize(f_BChw)
+        previous = [torch.zeros_like(f_BChw)] + f_hats[:-1]  # f_hat before each scale
+        return torch.cat([F.adaptive_avg_pool2d(f_BChw - f_hat, pn).permute(0, 2, 3, 1).reshape(-1, self.Cvae)
+                          for f_hat, pn in zip(previous, self.patch_nums)])
+
+    @torch.no_grad()
+    def restart_codes(self, dead_V: torch.Tensor, rows_NC: torch.Tensor, generator: torch.Generator,
+                      share: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
+        """Re-draw the ``dead_V`` codes from random ``rows_NC`` (+1% std noise; CPU ``generator``), ``share``d
+        (e.g. rank 0's broadcast) before they are written, and zero their hit counts."""
+        count = int(dead_V.sum())
+        pick = torch.randint(rows_NC.shape[0], (count,), generator=generator)
+        noise = torch.randn(count, rows_NC.shape[1], generator=generator).to(rows_NC.device)
+        fresh = rows_NC[pick.to(rows_NC.device)] + 0.01 * rows_NC.std() * noise
+        fresh = share(fresh) if share is not None else fresh
+        self.embedding.weight.data[dead_V] = fresh.to(self.embedding.weight.dtype)
+        self.ema_vocab_hit_SV[:, dead_V] = 0.0
 
     # ---- training-time quantisation ------------------------------------------------------------------
     def forward(self, f_BChw: torch.Tensor) -> QuantizerOutput:
