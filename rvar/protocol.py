@@ -168,11 +168,11 @@ class ProtocolDataset(Dataset):
     """A test set under RestoreVAR's protocol: whole images, Lanczos-resized in pairs to ``size``.
 
     Paired folders and manifests give (degraded, clean) pairs. Clean folders are resized first and then degraded by
-    ``pipeline`` (worker ops here; batched ops after transfer, from ``_seed``). Each source stops after
+    ``pipeline`` (worker ops here; batched ops after transfer, from ``plan``). Each source stops after
     ``max_images`` images (the reference scripts evaluate one test set per run).
 
     Items: ``degraded``, ``clean`` (3, size, size) float32 in [0, 1] (uint8 values), ``degradation``, ``index``
-    and, for clean sources, ``_seed``.
+    and, for clean sources with a pipeline, ``plan``.
     """
 
     def __init__(self, sources: Sequence[str | Path], size: int = 512, max_images: Optional[int] = 5000,
@@ -201,11 +201,10 @@ class ProtocolDataset(Dataset):
             degraded, clean = paired_resize(read_image(first).rgb, read_image(second).rgb, self.size)
             return {"degraded": degraded, "clean": clean, "degradation": label, "index": key}
         clean = lanczos_resize(read_image(first).rgb, self.size)
-        seed = sample_seed(self.seed, self.stream, key)
-        degraded, label = clean, "none"
+        item = {"degraded": clean, "clean": clean, "degradation": "none", "index": key}
         if self.pipeline is not None:
-            degraded, label = self.pipeline.apply_worker_ops(clean, seed)
-        return {"degraded": degraded, "clean": clean, "degradation": label, "index": key, "_seed": seed}
+            item.update(self.pipeline.worker_stage(clean, sample_seed(self.seed, self.stream, key)))
+        return item
 
 
 # 4. the Table 1 layout -------------------------------------------------------------------------------------
