@@ -260,36 +260,6 @@ def warn_if_unmapped(labels: Sequence[str]) -> None:
 
 
 # 5. rvar compare ------------------------------------------------------------------------------------------
-def compare_samples(data: str, specs: Sequence, seed: int, max_images: Optional[int], size: int = 512):
-    """``rvar compare --protocol restorevar``'s test images as (name, degradation, degraded, clean) tuples.
-
-    Paired folders and manifests: both images Lanczos-resized to ``size``. Clean folders (and the embedded
-    splits): each image Lanczos-resized, then degraded by each of ``specs`` (``DegradationSpec``: label, name,
-    options; seeded like the native path).
-    """
-    from rvar.commands.compare import EMBEDDED
-    from rvar.data.datasets import load_pairs, scan_clean_folders, source_kind
-    from rvar.data.degrade import make_degradation, sample_seed
-    from rvar.data.embedded import ensure_embedded
-    from rvar.io import read_image
-
-    folder = ensure_embedded() / EMBEDDED[data] if data in EMBEDDED else Path(data)
-    limit = max_images or None
-    if data in EMBEDDED or source_kind(folder) == "clean":
-        paths = scan_clean_folders([folder])[:limit]
-        cleans = [lanczos_resize(read_image(path).rgb, size) for path in paths]
-        out = []
-        for spec in specs:
-            op = make_degradation(spec.name, spec.options)
-            for number, (path, clean) in enumerate(zip(paths, cleans)):
-                generator = torch.Generator().manual_seed(sample_seed(seed, spec.label, number))
-                out.append((path.stem, spec.label, op(clean[None], generator)[0].clamp(0, 1), clean))
-        return out
-    return [(entry.input_path.stem, entry.degradation,
-             *paired_resize(read_image(entry.input_path).rgb, read_image(entry.target_path).rgb, size))
-            for entry in load_pairs([data])[:limit]]
-
-
 def rescore(rows: List[Dict[str, object]], images: Mapping[tuple, torch.Tensor], cleans: Sequence[torch.Tensor],
             protocol: EvalProtocol) -> None:
     """Replace PSNR/SSIM/LPIPS of ``rvar compare``'s per-image rows (model by model, in sample order) in place."""
