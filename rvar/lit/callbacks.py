@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterator, Mapping, Optional
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import CombinedLoader, rank_zero_info
 from torch.utils.data import Sampler
 
