@@ -5,10 +5,9 @@ Every batch the LightningModules see (after ``on_after_batch_transfer``) is a di
     {"degraded": float32 (B, 3, H, W) in [0, 1], "clean": float32 (B, 3, H, W) in [0, 1],
      "degradation": list[str] of length B, "index": LongTensor (B,)}
 
-Before the hook, batches of clean-folder sources also carry ``plan`` (B, ops): each sample's degradation plan,
-drawn in the dataloader worker, which applied its per-image Albumentations ops; the hook applies its batched
-Kornia ops on the accelerator and drops it (see :mod:`rvar.data.degrade`). Validation and test samples are
-deterministic.
+Before the hook, batches of clean-folder sources also carry ``plan`` (B, ops), each sample's degradation plan as
+drawn by the worker (which applied its Albumentations ops); the hook applies its batched Kornia ops on the
+accelerator and drops it (see :mod:`rvar.data.degrade`). Validation and test samples are deterministic.
 """
 from __future__ import annotations
 

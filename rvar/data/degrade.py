@@ -160,9 +160,8 @@ class DegradationPipeline:
 
     def __call__(self, image_CHW: torch.Tensor, sample_seed_: int) -> Tuple[torch.Tensor, str]:
         """Both stages at once (worker ops first): the degraded image and its label."""
-        plan = self.plan(sample_seed_)[None]
-        degraded = self.apply(self.apply(image_CHW[None], plan, device_ops=False), plan, device_ops=True)
-        return degraded[0], self.label(plan[0])
+        item = self.worker_stage(image_CHW, sample_seed_)
+        return self.apply(item["degraded"][None], item["plan"][None], device_ops=True)[0], item["degradation"]
 
     def __repr__(self) -> str:
         return f"DegradationPipeline({[s.name for s in self.specs]}, mode={self.mode!r}, seed={self.seed})"
