@@ -79,3 +79,17 @@ def test_mlflow_run_shims(tmp_path):
     again = MLFlowLogger(experiment_name="compat", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     compat.set_mlflow_run_id(again, run_id)
     assert not compat.mlflow_run_started(again) and again.run_id == run_id and compat.mlflow_run_started(again)
+
+
+def test_resumable_data_position_uses_the_public_train_dataloader(tmp_path):
+    """ResumableDataPosition reads trainer.train_dataloader (public) instead of fit_loop._combined_loader."""
+    from rvar.lit.callbacks import ResumableDataPosition
+
+    position, counter = ResumableDataPosition(), _Restart()
+    position._pending = {"epoch": 0, "batches": 3}  # as on_load_checkpoint leaves it: 3 of 4 batches done
+    counter.on_train_start = lambda trainer, module: None
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[position, counter])
+    trainer.fit(_Tiny())
+    assert counter.batches == 1
