@@ -69,37 +69,42 @@ def _lightning_cli_class():
             """Name unnamed MLflow runs after the config and the time (:func:`rvar.lit.tracking.default_run_name`)."""
             name_mlflow_runs(self.config[self.subcommand], self.subcommand)
 
-        def _instantiate_trainer(self, config: Dict[str, Any], callbacks: List[Any]):
+        def weights_only(self) -> None:
+            """Lightning loads ``--ckpt_path`` weights-only: a checkpoint must not be able to run code."""
+            config = self.config_init[self.subcommand]  # what the subcommand receives; the logged config is unchanged
+            if "weights_only" in config:
+                if config["weights_only"] is False:
+                    raise UserError(f"rvar {self.subcommand}: --weights_only=false is refused: rvar never unpickles "
+                                    f"arbitrary objects from a checkpoint (they could run code)")
+                config["weights_only"] = True
+
+        before_validate = before_test = before_predict = weights_only
+
+        def instantiate_trainer(self, **kwargs: Any):
             """Outside a terminal (a log file, CI, SLURM) progress is one line per interval, not tqdm's bar."""
             from rvar.lit.progress import LineProgressBar, wants_line_progress
 
-            if wants_line_progress(config, callbacks):
-                callbacks = [*callbacks, LineProgressBar()]
-            return super()._instantiate_trainer(config, callbacks)
+            init = self.config_init[self.subcommand] if self.subcommand else self.config_init
+            config = {**init.get("trainer", {}), **kwargs}
+            if wants_line_progress(config, []):
+                given = config.get("callbacks") or []
+                kwargs["callbacks"] = [*(given if isinstance(given, list) else [given]), LineProgressBar()]
+            return super().instantiate_trainer(**kwargs)
 
-        def _parse_ckpt_path(self) -> None:
+        def parse_arguments(self, parser: Any, args: Any) -> None:
             """An explicit ``--ckpt_path FILE`` is checked first, so a bad file is one line (Lightning then
             reads its hyper-parameters, weights-only too)."""
             from rvar.nn.checkpoints import read_torch_file
 
+            super().parse_arguments(parser, args)
             subcommand = self.config.get("subcommand")
             ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
             if ckpt_path and Path(ckpt_path).is_file():
                 read_torch_file(ckpt_path, mmap=True)
-            super()._parse_ckpt_path()
-
-        def _prepare_subcommand_kwargs(self, subcommand: str) -> Dict[str, Any]:
-            """Lightning loads ``--ckpt_path`` weights-only: a checkpoint must not be able to run code."""
-            kwargs = super()._prepare_subcommand_kwargs(subcommand)
-            if "weights_only" in self._subcommand_method_arguments[subcommand]:
-                if kwargs.get("weights_only") is False:
-                    raise UserError(f"rvar {subcommand}: --weights_only=false is refused: rvar never unpickles "
-                                    f"arbitrary objects from a checkpoint (they could run code)")
-                kwargs["weights_only"] = True
-            return kwargs
 
         def before_fit(self) -> None:
             """``--ckpt_path``: continue the MLflow run recorded in the checkpoint instead of opening one."""
+            self.weights_only()
             continue_run_from_checkpoint(self.trainer, self.config_init[self.subcommand].get("ckpt_path"))
 
     return RVARCLI

@@ -168,11 +168,11 @@ class ProtocolDataset(Dataset):
     """A test set under RestoreVAR's protocol: whole images, Lanczos-resized in pairs to ``size``.
 
     Paired folders and manifests give (degraded, clean) pairs. Clean folders are resized first and then degraded by
-    ``pipeline`` (worker ops here; batched ops after transfer, from ``_seed``). Each source stops after
+    ``pipeline`` (worker ops here; batched ops after transfer, from ``plan``). Each source stops after
     ``max_images`` images (the reference scripts evaluate one test set per run).
 
     Items: ``degraded``, ``clean`` (3, size, size) float32 in [0, 1] (uint8 values), ``degradation``, ``index``
-    and, for clean sources, ``_seed``.
+    and, for clean sources with a pipeline, ``plan``.
     """
 
     def __init__(self, sources: Sequence[str | Path], size: int = 512, max_images: Optional[int] = 5000,
@@ -201,11 +201,10 @@ class ProtocolDataset(Dataset):
             degraded, clean = paired_resize(read_image(first).rgb, read_image(second).rgb, self.size)
             return {"degraded": degraded, "clean": clean, "degradation": label, "index": key}
         clean = lanczos_resize(read_image(first).rgb, self.size)
-        seed = sample_seed(self.seed, self.stream, key)
-        degraded, label = clean, "none"
+        item = {"degraded": clean, "clean": clean, "degradation": "none", "index": key}
         if self.pipeline is not None:
-            degraded, label = self.pipeline.apply_worker_ops(clean, seed)
-        return {"degraded": degraded, "clean": clean, "degradation": label, "index": key, "_seed": seed}
+            item.update(self.pipeline.worker_stage(clean, sample_seed(self.seed, self.stream, key)))
+        return item
 
 
 # 4. the Table 1 layout -------------------------------------------------------------------------------------
@@ -261,36 +260,6 @@ def warn_if_unmapped(labels: Sequence[str]) -> None:
 
 
 # 5. rvar compare ------------------------------------------------------------------------------------------
-def compare_samples(data: str, specs: Sequence, seed: int, max_images: Optional[int], size: int = 512):
-    """``rvar compare --protocol restorevar``'s test images as (name, degradation, degraded, clean) tuples.
-
-    Paired folders and manifests: both images Lanczos-resized to ``size``. Clean folders (and the embedded
-    splits): each image Lanczos-resized, then degraded by each of ``specs`` (``DegradationSpec``: label, name,
-    options; seeded like the native path).
-    """
-    from rvar.commands.compare import EMBEDDED
-    from rvar.data.datasets import load_pairs, scan_clean_folders, source_kind
-    from rvar.data.degrade import make_degradation, sample_seed
-    from rvar.data.embedded import ensure_embedded
-    from rvar.io import read_image
-
-    folder = ensure_embedded() / EMBEDDED[data] if data in EMBEDDED else Path(data)
-    limit = max_images or None
-    if data in EMBEDDED or source_kind(folder) == "clean":
-        paths = scan_clean_folders([folder])[:limit]
-        cleans = [lanczos_resize(read_image(path).rgb, size) for path in paths]
-        out = []
-        for spec in specs:
-            op = make_degradation(spec.name, spec.options)
-            for number, (path, clean) in enumerate(zip(paths, cleans)):
-                generator = torch.Generator().manual_seed(sample_seed(seed, spec.label, number))
-                out.append((path.stem, spec.label, op(clean[None], generator)[0].clamp(0, 1), clean))
-        return out
-    return [(entry.input_path.stem, entry.degradation,
-             *paired_resize(read_image(entry.input_path).rgb, read_image(entry.target_path).rgb, size))
-            for entry in load_pairs([data])[:limit]]
-
-
 def rescore(rows: List[Dict[str, object]], images: Mapping[tuple, torch.Tensor], cleans: Sequence[torch.Tensor],
             protocol: EvalProtocol) -> None:
     """Replace PSNR/SSIM/LPIPS of ``rvar compare``'s per-image rows (model by model, in sample order) in place."""

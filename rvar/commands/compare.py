@@ -194,14 +194,17 @@ def degradation_specs(text: str) -> List[DegradationSpec]:
     return specs
 
 
-def load_samples(data: str, specs: List[DegradationSpec], size: int, seed: int,
-                 max_images: Optional[int]) -> List[Sample]:
-    """The test set as (degraded, clean) crops of side ``size``."""
+def load_samples(data: str, specs: List[DegradationSpec], size: int, seed: int, max_images: Optional[int],
+                 protocol: str = "native") -> List[Sample]:
+    """The test set as (degraded, clean) images of side ``size``: centre crops, or for the ``restorevar``
+    protocol Lanczos resizes (pairs resized alike; clean images resized, then degraded)."""
     from rvar.data.datasets import load_pairs, scan_clean_folders, source_kind
     from rvar.data.degrade import make_degradation, sample_seed
     from rvar.data.embedded import ensure_embedded
     from rvar.io import read_image
+    from rvar.protocol import lanczos_resize, paired_resize
 
+    resize = protocol == "restorevar"
     if data in EMBEDDED:
         kind, folder = "clean", ensure_embedded() / EMBEDDED[data]
     else:
@@ -209,7 +212,8 @@ def load_samples(data: str, specs: List[DegradationSpec], size: int, seed: int,
     samples: List[Sample] = []
     if kind == "clean":
         paths = scan_clean_folders([folder])[: max_images or None]
-        cleans = [centre_crop(read_image(path).rgb, size, path) for path in paths]
+        cleans = [lanczos_resize(read_image(p).rgb, size) if resize else centre_crop(read_image(p).rgb, size, p)
+                  for p in paths]
         for spec in specs:
             op = make_degradation(spec.name, spec.options)
             for number, (path, clean) in enumerate(zip(paths, cleans)):
@@ -218,9 +222,13 @@ def load_samples(data: str, specs: List[DegradationSpec], size: int, seed: int,
                 samples.append(Sample(path.stem, spec.label, degraded, clean))
         return samples
     for entry in load_pairs([data])[: max_images or None]:
-        both = torch.cat([read_image(entry.input_path).rgb, read_image(entry.target_path).rgb])
-        both = centre_crop(both, size, entry.input_path)
-        samples.append(Sample(entry.input_path.stem, entry.degradation, both[:3], both[3:]))
+        degraded, clean = read_image(entry.input_path).rgb, read_image(entry.target_path).rgb
+        if resize:
+            degraded, clean = paired_resize(degraded, clean, size)
+        else:
+            both = centre_crop(torch.cat([degraded, clean]), size, entry.input_path)
+            degraded, clean = both[:3], both[3:]
+        samples.append(Sample(entry.input_path.stem, entry.degradation, degraded, clean))
     return samples
 
 
@@ -439,14 +447,10 @@ def run(args: argparse.Namespace) -> int:
     specs = degradation_specs(args.degradations)
     contenders = load_contenders(args.checkpoints, args.labels, args.steps) + [input_contender()]
     ladder_models = load_ladder_models(contenders, args.ladder_from) if args.ladder else []
-    if args.protocol == "restorevar":  # rvar/protocol.py
-        from rvar.protocol import compare_samples
-
-        size = args.size or 512
-        samples = [Sample(*s) for s in compare_samples(args.data, specs, args.seed, args.max_images or 5000, size)]
-    else:
-        size = args.size or 256
-        samples = load_samples(args.data, specs, size, args.seed, args.max_images)
+    restorevar = args.protocol == "restorevar"  # rvar/protocol.py
+    size = args.size or (512 if restorevar else 256)
+    samples = load_samples(args.data, specs, size, args.seed, (args.max_images or 5000) if restorevar
+                           else args.max_images, args.protocol)
     if not samples:
         raise UserError(f"{args.data}: no test images")
     rows, images = evaluate(contenders, samples, args.seed, args.size_policy)

@@ -5,8 +5,9 @@ Every batch the LightningModules see (after ``on_after_batch_transfer``) is a di
     {"degraded": float32 (B, 3, H, W) in [0, 1], "clean": float32 (B, 3, H, W) in [0, 1],
      "degradation": list[str] of length B, "index": LongTensor (B,)}
 
-Per-image Albumentations ops run in the dataloader workers; batched Kornia ops run on the accelerator in
-``on_after_batch_transfer`` (see :mod:`rvar.data.degrade`). Validation and test samples are deterministic.
+Before the hook, batches of clean-folder sources also carry ``plan`` (B, ops), each sample's degradation plan as
+drawn by the worker (which applied its Albumentations ops); the hook applies its batched Kornia ops on the
+accelerator and drops it (see :mod:`rvar.data.degrade`). Validation and test samples are deterministic.
 """
 from __future__ import annotations
 
@@ -173,17 +174,10 @@ class DegradationDataModule(L.LightningDataModule):
     def predict_dataloader(self):
         return self._loader("test", train=False)
 
-    def on_after_batch_transfer(self, batch: Dict[str, Any], dataloader_idx: int) -> Dict[str, Any]:
-        return self.apply_device_degradations(batch)
-
-    # 3. the device stage --------------------------------------------------------------------------------
-    def apply_device_degradations(self, batch: Dict[str, Any]) -> Dict[str, Any]:
-        """Apply the batched (Kornia) ops of each sample's plan where the batch is; drop private keys.
-
-        Lightning calls this after moving a batch to the device; call it yourself when iterating the
-        dataloaders without a Trainer.
-        """
-        seeds = batch.pop("_seed", None)
-        if seeds is not None and self.pipeline is not None and self.pipeline.has_device_ops:
-            batch["degraded"] = self.pipeline.apply_device_ops(batch["degraded"], [int(s) for s in seeds])
+    def on_after_batch_transfer(self, batch: Dict[str, Any], dataloader_idx: int = 0) -> Dict[str, Any]:
+        """The device stage: apply the batched (Kornia) ops of the batch's ``plan`` where the batch is, then drop
+        ``plan``. Lightning calls this after moving a batch; call it yourself when iterating without a Trainer."""
+        plans = batch.pop("plan", None)
+        if plans is not None and self.pipeline is not None and self.pipeline.has_device_ops:
+            batch["degraded"] = self.pipeline.apply(batch["degraded"], plans, device_ops=True)
         return batch

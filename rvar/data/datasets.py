@@ -218,7 +218,7 @@ class _KeyedDataset(Dataset):
 
 
 class CleanFolderDataset(_KeyedDataset):
-    """Crops of clean images, degraded by ``pipeline`` (worker ops here, device ops after transfer).
+    """Crops of clean images, degraded by ``pipeline`` (worker ops here, device ops after transfer from ``plan``).
 
     Args:
         folders: clean-image folders.
@@ -229,8 +229,8 @@ class CleanFolderDataset(_KeyedDataset):
         seed: base seed for crops and degradations.
         stream: name separating the random streams of train/val/test.
 
-    Items: ``clean`` and ``degraded`` (3, crop, crop) float32, ``degradation`` label, ``index`` key and
-    ``_seed`` (the sample's pipeline seed, consumed by the device stage).
+    Items: ``clean`` and ``degraded`` (3, crop, crop) float32, ``degradation`` label, ``index`` key and, with a
+    pipeline, ``plan`` (its device ops still to apply, see :mod:`rvar.data.degrade`).
     """
 
     def __init__(self, folders: Sequence[str | Path], crop_size: int, train: bool, samples: Optional[int] = None,
@@ -278,11 +278,10 @@ class CleanFolderDataset(_KeyedDataset):
         image_CHW = self.image(number)
         top, left = crop_box(image_CHW.shape[1], image_CHW.shape[2], self.crop_size, crop_gen)
         clean_CHW = image_CHW[:, top:top + self.crop_size, left:left + self.crop_size].contiguous()
-        seed = sample_seed(self.seed, self.stream, key)
-        degraded_CHW, label = clean_CHW, "none"
+        item = {"degraded": clean_CHW, "clean": clean_CHW, "degradation": "none", "index": key}
         if self.pipeline is not None:
-            degraded_CHW, label = self.pipeline.apply_worker_ops(clean_CHW, seed)
-        return {"degraded": degraded_CHW, "clean": clean_CHW, "degradation": label, "index": key, "_seed": seed}
+            item.update(self.pipeline.worker_stage(clean_CHW, sample_seed(self.seed, self.stream, key)))
+        return item
 
 
 class PairedDataset(_KeyedDataset):

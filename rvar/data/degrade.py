@@ -13,17 +13,19 @@ Every sample gets its own ``torch.Generator`` seeded from ``(base seed, stream, 
 key folds in the epoch (see :class:`rvar.data.datasets.EpochSampler`), so crops and degradations change from
 epoch to epoch while validation and test keys do not.
 
-The plan drawn for a sample (which ops, each with its own seed) is split by where ops run: per-image
-Albumentations ops (``device_op = False``) run in the dataloader worker, batched Kornia ops on the accelerator
-in ``on_after_batch_transfer``. In ``chain`` mode the worker ops of a plan are applied before its device ops.
-Device ops are applied image by image, each with its own generator, so a sample's result never depends on
-which other samples share its batch.
+The plan of a sample is drawn once, in the dataloader worker (:meth:`DegradationPipeline.plan`): a LongTensor
+with one entry per op of the pipeline, the op's own generator seed, or ``-1`` where the op is not applied.
+The worker applies the per-image Albumentations ops (``device_op = False``) and the batch carries the collated
+plans as its public ``plan`` field (B, ops); ``on_after_batch_transfer`` applies the batched Kornia ops from it,
+each op once per batch for the samples that use it, and drops the field. In ``chain`` mode the worker ops
+come before the device ops. An op with ``per_image_generators = True`` takes one generator per image (a
+list); others are called image by image. Either way a sample's result never depends on its batch.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -31,6 +33,7 @@ from rvar.errors import UserError
 from rvar.registry import DEGRADATIONS
 
 MODES = ("one_of", "chain")
+NOT_APPLIED = -1  # a plan entry for an op the sample skips
 DEFAULT_DEGRADATIONS = ("haze", "rain", "snow", "low_light", "motion_blur")  # RestoreVAR's five tasks
 
 
@@ -61,14 +64,6 @@ def make_degradation(name: str, options: Optional[Mapping[str, Any]] = None) -> 
 def is_device_op(op: Any) -> bool:
     """True for batched ops that run on the accelerator (the default when an op does not say)."""
     return bool(getattr(op, "device_op", True))
-
-
-@dataclass(frozen=True)
-class PlanStep:
-    """One op to apply to one sample: its position in the pipeline and its own generator seed."""
-
-    position: int
-    seed: int
 
 
 @dataclass(frozen=True)
@@ -120,56 +115,53 @@ class DegradationPipeline:
     def has_device_ops(self) -> bool:
         return any(self.device)
 
-    def plan(self, sample_seed_: int) -> List[PlanStep]:
-        """The ops (with their seeds) to apply to the sample whose seed is ``sample_seed_``."""
+    def plan(self, sample_seed_: int) -> torch.Tensor:
+        """The plan of the sample whose seed is ``sample_seed_``: per op its seed, or ``-1`` (not applied)."""
+        plan = torch.full((len(self.ops),), NOT_APPLIED, dtype=torch.long)
         if not self.ops:
-            return []
+            return plan
         generator = torch.Generator().manual_seed(sample_seed_)
         if self.mode == "one_of":
             chosen = [int(torch.multinomial(self._weights, 1, generator=generator))]
         else:
             chosen = list(range(len(self.ops)))
-        steps = []
         for position in chosen:
             draw = float(torch.rand(1, generator=generator))
             op_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
             if draw < self.specs[position].p:
-                steps.append(PlanStep(position, op_seed))
-        return steps
+                plan[position] = op_seed
+        return plan
 
-    def label(self, plan: Sequence[PlanStep]) -> str:
-        """The degradation label of a plan: op names joined by ``+``, or ``"none"``."""
-        return "+".join(self.specs[s.position].name for s in plan) or "none"
+    def label(self, plan: torch.Tensor) -> str:
+        """The degradation label of one plan: op names joined by ``+``, or ``"none"``."""
+        return "+".join(self.specs[p].name for p in (plan >= 0).nonzero().flatten().tolist()) or "none"
 
-    def apply(self, image_CHW: torch.Tensor, plan: Sequence[PlanStep], device_ops: Optional[bool] = None
+    def apply(self, images_BCHW: torch.Tensor, plans: torch.Tensor, device_ops: Optional[bool] = None
               ) -> torch.Tensor:
-        """Apply the steps of ``plan`` to one image; ``device_ops`` True/False keeps only that kind, None all."""
-        image_1CHW = image_CHW[None]
-        for step in plan:
-            if device_ops is not None and self.device[step.position] != device_ops:
+        """Apply each image's plan (``plans`` (B, ops)); ``device_ops`` True/False keeps only that kind, None all."""
+        out, plans = images_BCHW.clone(), plans.cpu()
+        for position, op in enumerate(self.ops):
+            if device_ops is not None and self.device[position] != device_ops:
                 continue
-            generator = torch.Generator().manual_seed(step.seed)
-            image_1CHW = self.ops[step.position](image_1CHW, generator).clamp(0, 1)
-        return image_1CHW[0]
+            rows = (plans[:, position] >= 0).nonzero().flatten().tolist()
+            generators = [torch.Generator().manual_seed(int(plans[r, position])) for r in rows]
+            if rows and getattr(op, "per_image_generators", False):
+                out[rows] = op(out[rows], generators).clamp(0, 1)
+                continue
+            for row, generator in zip(rows, generators):
+                out[row] = op(out[row:row + 1], generator).clamp(0, 1)[0]
+        return out
 
-    def apply_worker_ops(self, image_CHW: torch.Tensor, sample_seed_: int) -> Tuple[torch.Tensor, str]:
-        """Worker stage: apply the per-image ops of this sample's plan; return the image and its label."""
+    def worker_stage(self, clean_CHW: torch.Tensor, sample_seed_: int) -> Dict[str, Any]:
+        """Draw the sample's plan, apply its per-image ops: ``degraded``, ``degradation`` (label) and ``plan``."""
         plan = self.plan(sample_seed_)
-        return self.apply(image_CHW, plan, device_ops=False), self.label(plan)
-
-    def apply_device_ops(self, images_BCHW: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
-        """Device stage: apply the batched ops of each sample's plan, sample by sample."""
-        if not self.has_device_ops:
-            return images_BCHW
-        out = [self.apply(image_CHW, self.plan(int(seed)), device_ops=True)
-               for image_CHW, seed in zip(images_BCHW, seeds)]
-        return torch.stack(out)
+        degraded_CHW = self.apply(clean_CHW[None], plan[None], device_ops=False)[0]
+        return {"degraded": degraded_CHW, "degradation": self.label(plan), "plan": plan}
 
     def __call__(self, image_CHW: torch.Tensor, sample_seed_: int) -> Tuple[torch.Tensor, str]:
         """Both stages at once (worker ops first): the degraded image and its label."""
-        plan = self.plan(sample_seed_)
-        degraded = self.apply(image_CHW, plan, device_ops=False)
-        return self.apply(degraded, plan, device_ops=True), self.label(plan)
+        item = self.worker_stage(image_CHW, sample_seed_)
+        return self.apply(item["degraded"][None], item["plan"][None], device_ops=True)[0], item["degradation"]
 
     def __repr__(self) -> str:
         return f"DegradationPipeline({[s.name for s in self.specs]}, mode={self.mode!r}, seed={self.seed})"

@@ -20,22 +20,22 @@ from __future__ import annotations
 import math
 import os
 from typing import Any, Dict, Iterator, Mapping, Optional
-from weakref import proxy
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import CombinedLoader, rank_zero_info
 from torch.utils.data import Sampler
 
 from rvar.errors import UserError
+from rvar.lit.lightning_compat import ModelCheckpointHooks, restart_train_iterator
 from rvar.lit.tracking import RUN_ID_KEY, mlflow_loggers
 
 POSITION_KEY = "rvar_data_position"
 
 
 # 1. checkpoints -----------------------------------------------------------------------------------------------
-class AtomicModelCheckpoint(ModelCheckpoint):
+class AtomicModelCheckpoint(ModelCheckpointHooks):
     """``ModelCheckpoint`` with atomic writes and a predictable folder.
 
     Args:
@@ -69,22 +69,17 @@ class AtomicModelCheckpoint(ModelCheckpoint):
         self.resolve_dirpath(trainer)
         super().setup(trainer, pl_module, stage)
 
-    def _find_last_checkpoints(self, trainer: "pl.Trainer") -> set:
+    def find_last_checkpoints(self, trainer: "pl.Trainer") -> set:
         self.resolve_dirpath(trainer)
-        return super()._find_last_checkpoints(trainer)
+        return super().find_last_checkpoints(trainer)
 
-    def _save_checkpoint(self, trainer: "pl.Trainer", filepath: str) -> None:
+    def write_checkpoint(self, trainer: "pl.Trainer", filepath: str) -> None:
         folder, name = os.path.split(filepath)
         partial = os.path.join(folder, f".{name}.partial")
         trainer.save_checkpoint(partial, self.save_weights_only)  # rank 0 writes, every rank waits
         if trainer.is_global_zero:
             os.replace(partial, filepath)  # atomic on one file system
         trainer.strategy.barrier("rvar_atomic_checkpoint")
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(proxy(self))
 
 
 # 2. data position on resume -----------------------------------------------------------------------------------
@@ -137,9 +132,8 @@ class ResumableDataPosition(Callback):
         total = trainer.num_training_batches
         if done <= 0 or (total != float("inf") and done >= total):
             return
-        fit_loop = trainer.fit_loop
-        loaders = fit_loop._combined_loader.flattened if fit_loop._combined_loader is not None else []
-        for loader in loaders:
+        loaders = trainer.train_dataloader
+        for loader in CombinedLoader(loaders).flattened if loaders is not None else []:
             batch_sampler = getattr(loader, "batch_sampler", None)
             if batch_sampler is None or not hasattr(batch_sampler, "sampler"):
                 rank_zero_info("rvar: the training loader has no batch sampler; resuming from its epoch start")
@@ -149,7 +143,7 @@ class ResumableDataPosition(Callback):
                 sampler.set_epoch(trainer.current_epoch)
             batch_sampler.sampler = _SkipFirst(sampler, done * batch_sampler.batch_size)
         # Lightning created (and pre-fetched from) the iterator before this hook: start it again
-        iter(fit_loop._data_fetcher)
+        restart_train_iterator(trainer)
         rank_zero_info(f"rvar: resuming epoch {trainer.current_epoch} after its first {done} batches")
 
 

@@ -22,6 +22,7 @@ import re
 import subprocess
 import tempfile
 import warnings
+from argparse import Namespace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional
@@ -30,6 +31,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
+
+from rvar.lit.lightning_compat import last_checkpoints, mlflow_pending_run_id, mlflow_run_started, set_mlflow_run_id
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 RUN_ID_KEY = "mlflow_run_id"  # where checkpoints keep the MLflow run id
@@ -156,30 +159,30 @@ class RVARMLFlowLogger(MLFlowLogger):
 
     def resume_run(self, run_id: str) -> None:
         """Continue ``run_id`` (an existing run) instead of creating a new one; call before the first log."""
-        if self._initialized and self._run_id != run_id:
-            raise RuntimeError(f"MLflow run {self._run_id} is already open; cannot switch to {run_id}")
-        self._run_id, self.resumed = run_id, True
+        if mlflow_run_started(self) and mlflow_pending_run_id(self) != run_id:
+            raise RuntimeError(f"MLflow run {mlflow_pending_run_id(self)} is already open; cannot switch to {run_id}")
+        set_mlflow_run_id(self, run_id)
+        self.resumed = True
 
     @property
     def experiment(self):
         """The MLflow client; creates (or reopens) the run on first use, on rank 0 only."""
-        if not self._initialized and rank_zero_only.rank == 0:
-            if self._run_id is None:
+        if not mlflow_run_started(self) and rank_zero_only.rank == 0:
+            if mlflow_pending_run_id(self) is None:
                 self.tags = {**run_tags(), **(self.tags or {})}
                 client = super().experiment
-                mark_training_experiment(client, self._experiment_id)
+                mark_training_experiment(client, self.experiment_id)
                 return client
             client = super().experiment
-            client.update_run(self._run_id, status="RUNNING")  # a killed run was left RUNNING or FAILED
+            client.update_run(self.run_id, status="RUNNING")  # a killed run was left RUNNING or FAILED
             return client
         return super().experiment
 
     @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:
         """Log parameters, skipping (one warning) those that already exist with another value."""
-        from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
-
-        flat = {key: str(value)[:250] for key, value in _flatten_dict(_convert_params(params)).items()
+        params = vars(params) if isinstance(params, Namespace) else dict(params or {})
+        flat = {key: value[:250] for key, value in flatten_config(params, "/").items()
                 if not key.startswith("_")}  # LightningCLI's private entries (_instantiator, ...)
         existing = self.experiment.get_run(self.run_id).data.params
         changed = sorted(k for k, v in flat.items() if k in existing and existing[k] != v)
@@ -202,13 +205,14 @@ def mlflow_loggers(trainer: "pl.Trainer") -> list:
 
 
 # 3. the resolved config ---------------------------------------------------------------------------------------
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> Dict[str, str]:
-    """``{"trainer.max_steps": "4", "model.init_args.optimizer.init_args.lr": "0.0001", ...}``."""
+def flatten_config(config: Mapping[str, Any], delimiter: str = ".", prefix: str = "") -> Dict[str, str]:
+    """``{"trainer.max_steps": "4", "model.init_args.optimizer.init_args.lr": "0.0001", ...}`` (values as str)."""
     flat: Dict[str, str] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
+        value = vars(value) if isinstance(value, Namespace) else value
         if isinstance(value, Mapping):
-            flat.update(flatten_config(value, f"{name}."))
+            flat.update(flatten_config(value, delimiter, f"{name}{delimiter}"))
         else:
             flat[name] = str(value)
     return flat
@@ -279,7 +283,7 @@ def continue_run_from_checkpoint(trainer: "pl.Trainer", ckpt_path: Optional[str]
                 callback.resolve_dirpath(trainer)  # rvar's: checkpoints/ under default_root_dir
             # a ModelCheckpoint without a dirpath would ask the logger for its run (creating one): skip it
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is not None:
-                candidates |= callback._find_last_checkpoints(trainer)
+                candidates |= last_checkpoints(callback, trainer)
         existing = [Path(p) for p in candidates if Path(p).is_file()]
         if not existing:
             return None

@@ -1,8 +1,9 @@
 """Built-in batched degradations (Kornia / torch): run on the accelerator in ``on_after_batch_transfer``.
 
 Each is a class instantiated with its keyword options (ranges are ``[low, high]`` lists or single numbers) and
-applied as ``op(images_BCHW, generator)`` to a float batch in [0, 1]; every random parameter is drawn from
-``generator``, one value per image. Shapes: B batch, C=3 channels, H height, W width.
+applied as ``op(images_BCHW, generator)`` to a float batch in [0, 1]; every random number is drawn from
+``generator``, one value per image; ``generator`` may also be a list, one per image (``per_image_generators``),
+which the pipeline uses to degrade a whole batch in one call. Shapes: B batch, C=3 channels, H height, W width.
 """
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ import torch
 import torch.nn.functional as F
 
 from rvar.registry import register_degradation
-from rvar_plugins.degradations._sampling import (Range, as_range, normal_like, per_sample, rand_like, randint,
-                                                 uniform)
+from rvar_plugins.degradations._sampling import (Range, as_range, by_value, draw, normal_like, per_sample,
+                                                 randint_each, uniform)
 
 
 class _BatchOp:
     """Base class: ``device_op = True`` (batched torch/Kornia ops run where the batch is)."""
 
     device_op = True
+    per_image_generators = True
 
     def __call__(self, images_BCHW: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(images_BCHW, generator).clamp(0, 1)
@@ -87,11 +89,11 @@ class MotionBlur(_BatchOp):
 
     def apply(self, images_BCHW, generator):
         n = images_BCHW.shape[0]
-        size = randint(generator, int(self.kernel_size[0]) // 2, int(self.kernel_size[1]) // 2) * 2 + 1
-        angle_B, dir_B = uniform(generator, self.angle, n), uniform(generator, self.direction, n)
-        device = images_BCHW.device
-        return kornia.filters.motion_blur(images_BCHW, max(size, 3), angle_B.to(device), dir_B.to(device),
-                                          border_type="reflect")
+        sizes = randint_each(generator, int(self.kernel_size[0]) // 2, int(self.kernel_size[1]) // 2, n)
+        angle_B = uniform(generator, self.angle, n).to(images_BCHW.device)
+        dir_B = uniform(generator, self.direction, n).to(images_BCHW.device)
+        return by_value([max(s * 2 + 1, 3) for s in sizes], images_BCHW, lambda x, size, rows:
+                        kornia.filters.motion_blur(x, size, angle_B[rows], dir_B[rows], border_type="reflect"))
 
 
 @register_degradation("defocus_blur")
@@ -109,12 +111,15 @@ class DefocusBlur(_BatchOp):
 
     def apply(self, images_BCHW, generator):
         radius_B = uniform(generator, self.radius, images_BCHW.shape[0])
-        half = int(math.ceil(float(radius_B.max()))) + 1
-        coords = torch.arange(-half, half + 1, dtype=torch.float32)
-        dist_kk = (coords[None, :] ** 2 + coords[:, None] ** 2).sqrt()
-        kernel_Bkk = (radius_B.view(-1, 1, 1) + 0.5 - dist_kk).clamp(0, 1)  # soft edge
-        kernel_Bkk = kernel_Bkk / kernel_Bkk.sum((1, 2), keepdim=True)
-        return kornia.filters.filter2d(images_BCHW, kernel_Bkk.to(images_BCHW), border_type="reflect")
+
+        def blur(x, half, rows):  # a kernel of side 2 * half + 1 for the images whose radius rounds up to half - 1
+            coords = torch.arange(-half, half + 1, dtype=torch.float32)
+            dist_kk = (coords[None, :] ** 2 + coords[:, None] ** 2).sqrt()
+            kernel_Bkk = (radius_B[rows].view(-1, 1, 1) + 0.5 - dist_kk).clamp(0, 1)  # soft edge
+            kernel_Bkk = kernel_Bkk / kernel_Bkk.sum((1, 2), keepdim=True)
+            return kornia.filters.filter2d(x, kernel_Bkk.to(x), border_type="reflect")
+
+        return by_value([int(math.ceil(r)) + 1 for r in radius_B.tolist()], images_BCHW, blur)
 
 
 @register_degradation("jpeg")
@@ -206,11 +211,12 @@ class Rain(_BatchOp):
         n, _, height, width = images_BCHW.shape
         density_B, angle_B = uniform(generator, self.density, n), uniform(generator, self.angle, n)
         bright_B = uniform(generator, self.brightness, n)
-        length = randint(generator, int(self.length[0]) // 2, int(self.length[1]) // 2) * 2 + 1
-        seeds_B1HW = (torch.rand(n, 1, height, width, generator=generator) < density_B.view(-1, 1, 1, 1)).float()
-        seeds_B1HW = seeds_B1HW.to(images_BCHW)
-        # kornia's angle is measured from the horizontal axis; rain falls near-vertically
-        streaks_B1HW = kornia.filters.motion_blur(seeds_B1HW, max(length, 3), (angle_B + 90.0).to(images_BCHW.device),
-                                                  torch.zeros(n, device=images_BCHW.device), border_type="constant")
-        streaks_B1HW = (streaks_B1HW * length / 2).clamp(0, 1)
+        lengths = [s * 2 + 1 for s in randint_each(generator, int(self.length[0]) // 2, int(self.length[1]) // 2, n)]
+        seeds_B1HW = (draw(torch.rand, generator, (n, 1, height, width)) < density_B.view(-1, 1, 1, 1)).float()
+        angle_B = (angle_B + 90.0).to(images_BCHW.device)  # kornia's angle is from the horizontal; rain falls down
+        def smear(x, length, rows):
+            zeros = torch.zeros(len(rows), device=x.device)
+            return kornia.filters.motion_blur(x, max(length, 3), angle_B[rows], zeros, "constant") * length / 2
+
+        streaks_B1HW = by_value(lengths, seeds_B1HW.to(images_BCHW), smear).clamp(0, 1)
         return images_BCHW * (1 - 0.1 * per_sample(bright_B, images_BCHW)) + per_sample(bright_B, images_BCHW) * streaks_B1HW

@@ -46,3 +46,14 @@ def test_degradation_docstrings_document_ranges():
     for name in DEGRADATIONS.list():
         doc = DEGRADATIONS.get(name).__doc__ or ""
         assert "range" in doc or "Args" in doc, name
+
+
+@pytest.mark.parametrize("name", DEGRADATIONS.list())
+def test_per_image_generators_match_image_by_image(name, batch_BCHW):
+    """Ops that take one generator per image give each image what a batch of one would (up to float rounding)."""
+    op = make_degradation(name)
+    if not getattr(op, "per_image_generators", False):
+        pytest.skip("called image by image")
+    batched = op(batch_BCHW.clone(), [torch.Generator().manual_seed(s) for s in (3, 4)])
+    single = torch.cat([_run(op, batch_BCHW[i:i + 1], s) for i, s in enumerate((3, 4))])
+    assert (batched - single).abs().max() < 1e-6

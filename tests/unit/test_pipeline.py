@@ -35,11 +35,22 @@ def test_pipeline_reproducible_from_seed_and_index(mode, image_CHW):
 
 def test_split_stages_equal_one_pass(image_CHW):
     pipeline = DegradationPipeline(SPECS, "chain")
-    seeds = [sample_seed(0, "val", i) for i in range(3)]
-    staged = torch.stack([pipeline.apply_worker_ops(image_CHW, s)[0] for s in seeds])
-    staged = pipeline.apply_device_ops(staged, seeds)
-    direct = torch.stack([pipeline(image_CHW, s)[0] for s in seeds])
+    items = [pipeline.worker_stage(image_CHW, sample_seed(0, "val", i)) for i in range(3)]
+    staged = pipeline.apply(torch.stack([i["degraded"] for i in items]), torch.stack([i["plan"] for i in items]),
+                            device_ops=True)
+    direct = torch.stack([pipeline(image_CHW, sample_seed(0, "val", i))[0] for i in range(3)])
     assert torch.equal(staged, direct)
+    assert [i["degradation"] for i in items] == [pipeline(image_CHW, sample_seed(0, "val", i))[1] for i in range(3)]
+
+
+def test_batched_device_stage_matches_image_by_image(image_CHW):
+    """One op call per batch: a sample's pixels do not depend on its batch, up to float rounding (haze, jpeg)."""
+    pipeline = DegradationPipeline(["haze", "rain", "low_light", "motion_blur", "gaussian_noise", "jpeg"])
+    plans = torch.stack([pipeline.plan(sample_seed(0, "train", i)) for i in range(12)])
+    images = image_CHW[None].expand(12, -1, -1, -1)
+    batched = pipeline.apply(images, plans, device_ops=True)
+    single = torch.cat([pipeline.apply(images[i:i + 1], plans[i:i + 1], device_ops=True) for i in range(12)])
+    assert (batched - single).abs().max() < 1e-6 and (batched - images).abs().mean() > 1e-3
 
 
 def test_one_of_follows_weights():
