@@ -121,7 +121,7 @@ def demo_stages(train_tokenizer: bool) -> List[Stage]:
 
 
 def install_shipped_tokenizer(out: Path, log: Callable[[str], None]) -> StageResult:
-    """Copy the shipped tokenizer to ``OUT/tokenizer.ckpt`` (checked first: a tokenizer with the tiny geometry)."""
+    """Copy the shipped tokenizer to ``OUT/tokenizer.ckpt`` (checked first: an rvar tokenizer checkpoint)."""
     from rvar.nn.checkpoints import load_checkpoint
 
     source, target = SHIPPED_TOKENIZER, out / "tokenizer.ckpt"

@@ -23,7 +23,8 @@ COMMAND = "make tokenizer-asset"
 
 
 def round_trips(path: Path) -> dict:
-    """PSNR (dB) of the VQ and continuous round trips of the held-out test photos (256 px crops, 64 px tiles)."""
+    """PSNR (dB) of the VQ and continuous round trips of the held-out test photos (256 px crops, tiled as
+    ``rvar restore`` does): the quality ladder's first two rungs for a tokenizer alone."""
     import torch
 
     from rvar.commands.compare import centre_crop
@@ -31,22 +32,21 @@ def round_trips(path: Path) -> dict:
     from rvar.data.embedded import ensure_embedded
     from rvar.inference import run_tiled
     from rvar.io import read_image
+    from rvar.ladder import RUNGS, round_trip_functions
     from rvar.metrics import psnr_per_image
     from rvar.nn.checkpoints import build_tokenizer, load_checkpoint
-    from rvar.pixels import to_signed, to_unit
 
     tokenizer = build_tokenizer(load_checkpoint(path, kinds=("tokenizer",)), path).eval()
-    paths = scan_clean_folders([ensure_embedded() / "test"])
-    scores = {"vq": [], "continuous": []}
-    fns = {"vq": lambda x: to_unit(tokenizer(to_signed(x)).recon),
-           "continuous": lambda x: to_unit(tokenizer.decode(tokenizer.encode_continuous(to_signed(x))))}
+    fns = round_trip_functions(tokenizer)
+    scores = {name: [] for name in fns}
     with torch.inference_mode():
-        for p in paths:
+        for p in scan_clean_folders([ensure_embedded() / "test"]):
             clean = centre_crop(read_image(p).rgb, 256, p)
             for name, fn in fns.items():
-                out = run_tiled(fn, clean, 64, 16).clamp(0, 1)
+                out = run_tiled(fn, clean, tokenizer.image_size, 16)
                 scores[name].append(float(psnr_per_image(out[None], clean[None])[0]))
-    return {f"test_psnr_{k}_db": round(sum(v) / len(v), 2) for k, v in scores.items()}
+    keys = {RUNGS[0]: "test_psnr_vq_db", RUNGS[1]: "test_psnr_continuous_db"}
+    return {keys[k]: round(sum(v) / len(v), 2) for k, v in scores.items()}
 
 
 def describe(path: Path, steps: int, seconds: float) -> dict:

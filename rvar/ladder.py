@@ -49,13 +49,17 @@ def _signed(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tenso
     return lambda x01: ((fn(x01 * 2 - 1).float() + 1) / 2).clamp(0, 1)
 
 
+def round_trip_functions(tok) -> Dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Rungs 1-2 (a tokenizer's VQ and continuous round trips) as image functions on [0, 1] batches."""
+    return {RUNGS[0]: _signed(tok.reconstruct),
+            RUNGS[1]: _signed(lambda x: tok.decode(tok.encode_continuous(x)))}
+
+
 def rung_functions(model: LadderModel) -> Dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """Rung name -> image function on [0, 1] batches at the restorer's native size."""
     r = model.restorer
     tok = r.tokenizer
-    rungs = {RUNGS[0]: _signed(tok.reconstruct),
-             RUNGS[1]: _signed(lambda x: tok.decode(tok.encode_continuous(x))),
-             RUNGS[2]: _signed(lambda x: tok.decode(r.restore(x).f_hat.float()))}
+    rungs = {**round_trip_functions(tok), RUNGS[2]: _signed(lambda x: tok.decode(r.restore(x).f_hat.float()))}
     if r.refiner is not None:
         rungs[RUNGS[4] if model.finetuned_decoder else RUNGS[3]] = _signed(lambda x: r.restore(x).image)
     return rungs
