@@ -221,11 +221,6 @@ class RVARMLFlowLogger(MLFlowLogger):
         if fresh:
             super().log_hyperparams(fresh)
 
-    @rank_zero_only
-    def log_artifact(self, local_path: str, artifact_path: Optional[str] = None) -> None:
-        """Upload one file to the run's artifacts (under ``artifact_path``)."""
-        self.experiment.log_artifact(self.run_id, str(local_path), artifact_path=artifact_path)
-
 
 def mlflow_loggers(trainer: "pl.Trainer") -> list:
     """The trainer's MLflow loggers (any ``MLFlowLogger``, rvar's or Lightning's)."""

@@ -20,7 +20,7 @@ def _log_everything(logger: RVARMLFlowLogger, folder: Path) -> None:
     note.write_text("hello")
     logger.log_hyperparams({"trainer": {"max_steps": 4}})
     logger.log_metrics({"train/loss": 1.0}, step=0)
-    logger.log_artifact(str(note))
+    logger.experiment.log_artifact(logger.run_id, str(note))  # as rvar's callbacks upload files
     logger.finalize("success")
 
 
