@@ -22,47 +22,60 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from rvar.inference import native_bf16
+from rvar.inference import autocast, native_bf16
 
 SIZES = ("tiny", "d16-256", "d16-512")
 QUICK_SIZES = ("tiny", "d16-256")
 
 
 def size_spec(name: str):
-    """(tokenizer config, prior config) of a bench size."""
+    """(tokenizer, prior, refiner) configs of a bench size (the refiner of d16-512 is RestoreVAR's released one)."""
     from rvar.nn.prior import PriorConfig
+    from rvar.nn.refiner import RefinerConfig
     from rvar.nn.tokenizer import TokenizerConfig
 
-    if name == "tiny":
-        return TokenizerConfig.tiny(), PriorConfig.tiny()
-    if name == "d16-256":
-        return TokenizerConfig.vq_f16_256(), PriorConfig.d16_256()
-    if name == "d16-512":
-        return TokenizerConfig.vq_f16_512(), PriorConfig.d16_512()
-    raise ValueError(f"unknown bench size {name!r}; known: {', '.join(SIZES)}")
+    presets = {"tiny": (TokenizerConfig.tiny, PriorConfig.tiny), "d16-256": (TokenizerConfig.vq_f16_256,
+               PriorConfig.d16_256), "d16-512": (TokenizerConfig.vq_f16_512, PriorConfig.d16_512)}
+    if name not in presets:
+        raise ValueError(f"unknown bench size {name!r}; known: {', '.join(SIZES)}")
+    tokenizer, prior = (make() for make in presets[name])
+    return tokenizer, prior, RefinerConfig.tiny() if name == "tiny" else RefinerConfig.for_prior(prior)
 
 
-# ---- 1. timing helpers --------------------------------------------------------------------------------------
-def best_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
-    """Best wall time of ``repeats`` calls after ``warmup`` untimed ones."""
+# ---- 1. timing helpers (also rvar.bench_pipeline's and rvar.bench_gpu's) -----------------------------------
+def best_time(fn: Callable[[], Any], repeats: int, warmup: int = 1, device: Optional[torch.device] = None) -> float:
+    """Best wall time of ``repeats`` calls after ``warmup`` untimed ones; on a CUDA ``device`` each call is
+    timed to ``torch.cuda.synchronize``."""
+    def sync() -> None:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     for _ in range(warmup):
         fn()
-    times = []
+    sync()
+    best = float("inf")
     for _ in range(max(1, repeats)):
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 3) -> float:
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 3,
+                device: torch.device = torch.device("cpu")) -> float:
     """Achieved FLOP/s of an n x n x n ``torch.mm`` in ``dtype``: the machine's practical matmul peak."""
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(dtype)
-    b = torch.randn(n, n, generator=g).to(dtype)
+    g = torch.Generator(device=device).manual_seed(0)
+    a, b = (torch.randn(n, n, generator=g, device=device).to(dtype) for _ in range(2))
     with torch.inference_mode():
-        seconds = best_time(lambda: torch.mm(a, b), repeats, warmup=1)
-    return 2 * n ** 3 / seconds
+        return 2 * n ** 3 / best_time(lambda: torch.mm(a, b), repeats, device=device)
+
+
+def peak_rss_mib() -> float:
+    """The process's peak resident memory in MiB (Linux reports kB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
@@ -80,6 +93,17 @@ def ldm_baseline():
     return importlib.import_module(BASELINES.get("ldm").__module__)
 
 
+def matched_denoiser(tok_cfg, prior_cfg, prior_parameters: int) -> torch.nn.Module:
+    """The ``ldm`` baseline's DiT with about ``prior_parameters`` parameters in ``tok_cfg``'s latent, in eval mode."""
+    ldm = ldm_baseline()
+    denoiser = ldm.LatentDiT(ldm.DenoiserConfig.match_parameters(
+        prior_parameters, width=prior_cfg.embed_dim, num_heads=prior_cfg.num_heads, z_channels=tok_cfg.z_channels))
+    for p in denoiser.parameters():  # DiT's zero init would make the blocks no-ops; speed needs real numbers
+        if p.ndim > 1 and not p.abs().sum():
+            torch.nn.init.normal_(p, std=0.02)
+    return denoiser.eval()
+
+
 # ---- 2. one size --------------------------------------------------------------------------------------------
 def bench_size(name: str, repeats: int = 3, batch: int = 1, ldm_steps: Sequence[int] = (50, 20),
                with_no_cache: bool = True, with_bf16: bool = True, peak_fp32: Optional[float] = None,
@@ -94,23 +118,16 @@ def bench_size(name: str, repeats: int = 3, batch: int = 1, ldm_steps: Sequence[
     from rvar.nn.tokenizer.quantizer import MultiScaleQuantizer
 
     ldm_module = ldm_baseline()
-    DenoiserConfig, LatentDiT = ldm_module.DenoiserConfig, ldm_module.LatentDiT
     denoise, make_sampler, train_schedule = ldm_module.denoise, ldm_module.make_sampler, ldm_module.train_schedule
 
-    tok_cfg, prior_cfg = size_spec(name)
+    tok_cfg, prior_cfg, _ = size_spec(name)
     torch.manual_seed(0)
     log(f"[{name}] building the prior and the matched LDM denoiser ...")
     prior = RestoreVARPrior(prior_cfg).eval()
     quantizer = MultiScaleQuantizer(tok_cfg.vocab_size, tok_cfg.z_channels, tok_cfg.patch_nums, tok_cfg.beta,
                                     tok_cfg.quant_resi, tok_cfg.share_quant_resi).eval()
     prior_params = count_parameters(prior)
-    width, heads = prior_cfg.embed_dim, prior_cfg.num_heads
-    dit_cfg = DenoiserConfig.match_parameters(prior_params, width=width, num_heads=heads,
-                                              z_channels=tok_cfg.z_channels)
-    denoiser = LatentDiT(dit_cfg).eval()
-    for p in denoiser.parameters():  # DiT's zero init would make the blocks no-ops; speed needs real numbers
-        if p.ndim > 1 and not p.abs().sum():
-            torch.nn.init.normal_(p, std=0.02)
+    denoiser = matched_denoiser(tok_cfg, prior_cfg, prior_params)
     ldm_params = count_parameters(denoiser)
     side = tok_cfg.patch_nums[-1]
     g = torch.Generator().manual_seed(0)
@@ -123,7 +140,7 @@ def bench_size(name: str, repeats: int = 3, batch: int = 1, ldm_steps: Sequence[
         return prior.sample(cond_BSCv, quantizer, use_cache=use_cache)
 
     def var_bf16():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast("bf16", torch.device("cpu")):
             return prior.sample(cond_BSCv, quantizer)
 
     def ldm(steps: int):
@@ -132,7 +149,7 @@ def bench_size(name: str, repeats: int = 3, batch: int = 1, ldm_steps: Sequence[
 
     out: Dict[str, Any] = {"size": name, "image_size": tok_cfg.image_size, "latent": [tok_cfg.z_channels, side, side],
                            "tokens": prior_cfg.num_tokens, "batch": batch, "prior_parameters": prior_params,
-                           "ldm_parameters": ldm_params, "ldm_depth": dit_cfg.depth,
+                           "ldm_parameters": ldm_params, "ldm_depth": denoiser.config.depth,
                            "parameter_ratio": ldm_params / prior_params, "seconds": {}}
     seconds = out["seconds"]
     with torch.inference_mode():
@@ -182,8 +199,7 @@ def run_bench(sizes: Sequence[str] = QUICK_SIZES, quick: bool = True, repeats: O
               log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Run the comparison at ``sizes``; the headline ratios come from the largest size measured."""
     for name in sizes:
-        if name not in SIZES:
-            raise ValueError(f"unknown bench size {name!r}; known: {', '.join(SIZES)}")
+        size_spec(name)  # an unknown size raises ValueError before any timing
     log("timing the matmul peak (fp32, bf16) ...")
     peak_fp32 = matmul_peak(torch.float32)
     peak_bf16 = matmul_peak(torch.bfloat16) if native_bf16() else None

@@ -26,61 +26,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn.functional as F
 
+from rvar.bench import best_time, count_flops, matched_denoiser, matmul_peak, size_spec
+from rvar.inference import autocast
+from rvar.nn import count_parameters
+from rvar.pixels import to_signed
+
 PAPER = {"restore_seconds_per_image": 0.201, "restore_tflops": 1.05, "scales": 10}
 
 
-# 1. timing ---------------------------------------------------------------------------------------------------
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def best_seconds(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def count_flops(fn: Callable[[], Any]) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def matmul_peak(device: torch.device, n: int, repeats: int = 5) -> float:
-    g = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, device=device, generator=g, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, generator=g, dtype=torch.bfloat16)
-    with torch.inference_mode():
-        return 2 * n ** 3 / best_seconds(lambda: torch.mm(a, b), device, repeats)
-
-
+# 1. sizes and inputs (timing: rvar.bench's helpers, synchronised on the device) ------------------------------
 def configs(tiny: bool):
-    from rvar.nn.prior import PriorConfig
-    from rvar.nn.refiner import RefinerConfig
-    from rvar.nn.tokenizer import TokenizerConfig
-
-    if tiny:
-        return TokenizerConfig.tiny(), PriorConfig.tiny(), RefinerConfig.tiny()
-    return TokenizerConfig.vq_f16_512(), PriorConfig.d16_512(), RefinerConfig.d16_512()
+    return size_spec("tiny" if tiny else "d16-512")
 
 
-def autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+def random_images(batch: int, side: int, device: torch.device) -> torch.Tensor:
+    return to_signed(torch.rand(batch, 3, side, side, device=device))
 
 
 # 2. the measurements -----------------------------------------------------------------------------------------
@@ -90,54 +55,48 @@ def bench_restore(device: torch.device, tiny: bool, batches=(1, 8), repeats: int
     torch.manual_seed(0)
     restorer = Restorer(*configs(tiny)).eval().to(device)
     side = restorer.image_size
-    out: Dict[str, Any] = {"image_size": side, "parameters": sum(p.numel() for p in restorer.parameters()),
+    out: Dict[str, Any] = {"image_size": side, "parameters": count_parameters(restorer),
                            "seconds_per_image": {}}
     for batch in batches:
-        images = torch.rand(batch, 3, side, side, device=device) * 2 - 1
+        images = random_images(batch, side, device)
 
         def run():
-            with torch.inference_mode(), autocast(device):
+            with torch.inference_mode(), autocast("bf16", device):
                 return restorer.restore(images)
 
-        out["seconds_per_image"][str(batch)] = best_seconds(run, device, repeats) / batch
-    images = torch.rand(1, 3, side, side, device=device) * 2 - 1
-    with torch.inference_mode(), autocast(device):
+        out["seconds_per_image"][str(batch)] = best_time(run, repeats, device=device) / batch
+    images = random_images(1, side, device)
+    with torch.inference_mode(), autocast("bf16", device):
         out["flops_per_image"] = count_flops(lambda: restorer.restore(images))
     del restorer
     return out
 
 
 def bench_ldm(device: torch.device, tiny: bool, steps=(50, 20), repeats: int = 2) -> Dict[str, Any]:
+    from rvar.bench import ldm_baseline
     from rvar.nn.prior import RestoreVARPrior
     from rvar.nn.tokenizer import VQVAE
-    from rvar.bench import ldm_baseline
 
     ldm = ldm_baseline()  # the baseline through the registry, like rvar bench
-    DenoiserConfig, LatentDiT = ldm.DenoiserConfig, ldm.LatentDiT
     denoise, make_sampler, train_schedule = ldm.denoise, ldm.make_sampler, ldm.train_schedule
     tok_cfg, prior_cfg, _ = configs(tiny)
-    prior_params = sum(p.numel() for p in RestoreVARPrior(prior_cfg).parameters())
-    dit_cfg = DenoiserConfig.match_parameters(prior_params, width=prior_cfg.embed_dim, num_heads=prior_cfg.num_heads,
-                                              z_channels=tok_cfg.z_channels)
+    prior_params = count_parameters(RestoreVARPrior(prior_cfg))
     torch.manual_seed(0)
-    denoiser = LatentDiT(dit_cfg).eval().to(device)
-    for p in denoiser.parameters():  # DiT's zero init would make the blocks no-ops; speed needs real numbers
-        if p.ndim > 1 and not p.abs().sum():
-            torch.nn.init.normal_(p, std=0.02)
+    denoiser = matched_denoiser(tok_cfg, prior_cfg, prior_params).to(device)
     tokenizer = VQVAE(tok_cfg).eval().to(device)
     side = tok_cfg.image_size
-    image = torch.rand(1, 3, side, side, device=device) * 2 - 1
+    image = random_images(1, side, device)
     schedule = train_schedule()
-    out: Dict[str, Any] = {"parameters": sum(p.numel() for p in denoiser.parameters()), "seconds_per_image": {}}
+    out: Dict[str, Any] = {"parameters": count_parameters(denoiser), "seconds_per_image": {}}
     for n in steps:
         def run(n=n):
-            with torch.inference_mode(), autocast(device):
+            with torch.inference_mode(), autocast("bf16", device):
                 cond = tokenizer.encode_continuous(image)
                 sampler = make_sampler("ddim" if n >= 50 else "dpm_solver", schedule.config)
                 latent = denoise(denoiser, sampler, cond, n, torch.Generator(device="cpu").manual_seed(0))
                 return tokenizer.decode(latent.to(cond.dtype))
 
-        out["seconds_per_image"][str(n)] = best_seconds(run, device, repeats)
+        out["seconds_per_image"][str(n)] = best_time(run, repeats, device=device)
     return out
 
 
@@ -159,11 +118,11 @@ def build_training(device: torch.device, tiny: bool, checkpointing: bool = False
 
 
 def train_step(model, tokenizer, optimizer, clean, degraded, device) -> torch.Tensor:
-    with torch.no_grad(), autocast(device):
+    with torch.no_grad(), autocast("bf16", device):
         idx = tokenizer.img_to_indices(clean)
         x = tokenizer.quantize.teacher_forcing_input(idx)
         cond = tokenizer.encode_condition(degraded)
-    with autocast(device):
+    with autocast("bf16", device):
         logits = model(x, cond)
         loss = F.cross_entropy(logits.flatten(0, 1), torch.cat(idx, 1).flatten())
     loss.backward()
@@ -176,16 +135,16 @@ def train_step(model, tokenizer, optimizer, clean, degraded, device) -> torch.Te
 def bench_train(device: torch.device, tiny: bool, batch: int, repeats: int = 3,
                 checkpointing: bool = False) -> Dict[str, Any]:
     prior, tokenizer, optimizer, side = build_training(device, tiny, checkpointing)
-    clean = torch.rand(batch, 3, side, side, device=device) * 2 - 1
+    clean = random_images(batch, side, device)
     degraded = (clean * 0.7).clamp(-1, 1)
     step = lambda: train_step(prior, tokenizer, optimizer, clean, degraded, device)  # noqa: E731
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds = best_seconds(step, device, repeats, warmup=2)
+    seconds = best_time(step, repeats, 2, device)
     flops = count_flops(step)
     out = {"batch": batch, "gradient_checkpointing": checkpointing, "seconds_per_step": seconds,
            "images_per_second": batch / seconds, "flops_per_step": flops, "achieved_tflops": flops / seconds / 1e12,
-           "parameters": sum(p.numel() for p in prior.parameters())}
+           "parameters": count_parameters(prior)}
     if device.type == "cuda":
         out["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
     return out
@@ -205,10 +164,10 @@ def ddp_worker(tiny: bool, batch: int, repeats: int) -> None:
     dist.init_process_group("nccl" if use_cuda else "gloo")
     prior, tokenizer, optimizer, side = build_training(device, tiny)
     model = DistributedDataParallel(prior, device_ids=[local] if use_cuda else None)
-    clean = torch.rand(batch, 3, side, side, device=device) * 2 - 1
+    clean = random_images(batch, side, device)
     degraded = (clean * 0.7).clamp(-1, 1)
     step = lambda: train_step(model, tokenizer, optimizer, clean, degraded, device)  # noqa: E731
-    seconds = best_seconds(step, device, repeats, warmup=2)
+    seconds = best_time(step, repeats, 2, device)
     times = torch.tensor([seconds], device=device)
     dist.all_reduce(times, op=dist.ReduceOp.MAX)
     world = dist.get_world_size()
@@ -289,7 +248,7 @@ def main(argv: Optional[list] = None) -> int:
         (out / "gpu.json").write_text(json.dumps(report, indent=2) + "\n")
 
     log("bf16 matmul peak ...")
-    report["matmul_peak_tflops"] = matmul_peak(device, 1024 if tiny else 8192) / 1e12
+    report["matmul_peak_tflops"] = matmul_peak(torch.bfloat16, 1024 if tiny else 8192, 5, device) / 1e12
     log("whole restorer, bf16, batch 1 and 8 ...")
     report["restore"] = bench_restore(device, tiny, batches=(1, 2) if tiny else (1, 8), repeats=args.repeats)
     report["restore"]["flops_utilization"] = (report["restore"]["flops_per_image"]

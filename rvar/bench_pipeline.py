@@ -12,29 +12,12 @@ peak is the denominator for both precisions, so fp32 rows read as a fraction of 
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import resource
 import subprocess
 import sys
-import time
 from typing import Any, Callable, Dict, List, Sequence
 
-PIPELINE_SIZES = ("tiny", "d16-256", "d16-512")
 PRECISIONS = ("fp32", "bf16")
-
-
-def build(size: str):
-    import torch
-
-    from rvar.bench import size_spec
-    from rvar.nn.refiner import RefinerConfig
-    from rvar.nn.restorer import Restorer
-
-    tok, prior = size_spec(size)
-    ref = RefinerConfig.tiny() if size == "tiny" else RefinerConfig.for_prior(prior)  # d16-512: RestoreVAR's
-    torch.manual_seed(0)
-    return Restorer(tok, prior, ref).eval()
 
 
 def measure(size: str, precision: str, repeats: int = 1) -> Dict[str, Any]:
@@ -42,33 +25,31 @@ def measure(size: str, precision: str, repeats: int = 1) -> Dict[str, Any]:
     import torch
 
     import rvar.registry
+    from rvar.bench import best_time, count_flops, matmul_peak, peak_rss_mib, size_spec
+    from rvar.inference import autocast
     from rvar.nn import count_parameters
+    from rvar.nn.restorer import Restorer
     from rvar.pixels import to_signed
 
     rvar.registry.load_plugins()
-    restorer = build(size)
+    torch.manual_seed(0)
+    restorer = Restorer(*size_spec(size)).eval()
     side = restorer.image_size
     img = to_signed(torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)))
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+    ctx = lambda: autocast(precision, torch.device("cpu"))  # noqa: E731
 
-    def timed(fn: Callable[[], Any]) -> float:
-        best = float("inf")
-        with torch.inference_mode():
+    def timed(fn: Callable[[], Any]) -> float:  # one untimed warm-up, then the best of ``repeats``
+        def run() -> None:
             with ctx():
-                fn()  # untimed warm-up
-            for _ in range(repeats):
-                start = time.perf_counter()
-                with ctx():
-                    fn()
-                best = min(best, time.perf_counter() - start)
-        return best
+                fn()
+
+        with torch.inference_mode():
+            return best_time(run, repeats)
 
     restore_s = timed(lambda: restorer.restore(img))
     tokenizer_s = timed(lambda: restorer.tokenizer.reconstruct(img))
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    peak_mib = peak_rss_mib()
     params = count_parameters(restorer)
-    from rvar.bench import count_flops, matmul_peak
-
     with torch.inference_mode(), ctx():
         flops = count_flops(lambda: restorer.restore(img))
     peak_bf16 = matmul_peak(torch.bfloat16)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -37,16 +36,14 @@ from typing import Any, Dict, List, Optional, Sequence
 import lightning as L
 
 from rvar import configs
+from rvar.bench import peak_rss_mib
+from rvar.files import atomic_write
+from rvar.nn import count_parameters
 
 KEY_MANIFESTS = Path(__file__).resolve().parents[1] / "tests" / "fixtures"  # a checkout's (benchmarks run there)
 
 
 # 1. the callback that measures ---------------------------------------------------------------------------
-def peak_rss_mib() -> float:
-    """The process's peak resident memory in MiB (Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class StepTimer(L.Callback):
     """Seconds per training batch (forward, backward and optimizer step) and peak memory, written as JSON.
 
@@ -69,8 +66,7 @@ class StepTimer(L.Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.rss_at_start = peak_rss_mib()
-        self.trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
-        self.total = sum(p.numel() for p in pl_module.parameters())
+        self.trainable, self.total = count_parameters(pl_module, trainable_only=True), count_parameters(pl_module)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._sync(trainer)
@@ -253,10 +249,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "results": results}
     print(format_steps(results))
     if args.json_path:
-        path = Path(args.json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2) + "\n")
-        log(f"wrote {path}")
+        text = json.dumps(report, indent=2) + "\n"
+        log(f"wrote {atomic_write(args.json_path, lambda handle: handle.write(text.encode()))}")
     return 0 if all(r["ok"] for r in results) else 1
 
 

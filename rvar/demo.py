@@ -25,6 +25,7 @@ import yaml
 
 from rvar import configs
 from rvar.errors import UserError
+from rvar.files import atomic_write
 
 if TYPE_CHECKING:
     from rvar.demo_tracking import DemoTracking
@@ -130,9 +131,8 @@ def install_shipped_tokenizer(out: Path, log: Callable[[str], None]) -> StageRes
                         "or run `rvar demo --train-tokenizer`")
     load_checkpoint(source, kinds=("tokenizer",))
     if not target.exists() or file_digest(target) != file_digest(source):
-        partial = target.with_suffix(".ckpt.partial")
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
+        with open(source, "rb") as handle:  # never a half-copied file under the name
+            atomic_write(target, lambda copy: shutil.copyfileobj(handle, copy))
         (out / "stages" / "tokenizer.json").unlink(missing_ok=True)  # a later --train-tokenizer must not reuse it
     info = source.with_suffix(".json")
     about = json.loads(info.read_text()) if info.exists() else {}

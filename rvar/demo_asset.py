@@ -33,7 +33,7 @@ def round_trips(path: Path) -> dict:
     from rvar.inference import run_tiled
     from rvar.io import read_image
     from rvar.ladder import RUNGS, round_trip_functions
-    from rvar.metrics import psnr_per_image
+    from rvar.metrics import mean, psnr_per_image
     from rvar.nn.checkpoints import build_tokenizer, load_checkpoint
 
     tokenizer = build_tokenizer(load_checkpoint(path, kinds=("tokenizer",)), path).eval()
@@ -46,7 +46,7 @@ def round_trips(path: Path) -> dict:
                 out = run_tiled(fn, clean, tokenizer.image_size, 16)
                 scores[name].append(float(psnr_per_image(out[None], clean[None])[0]))
     keys = {RUNGS[0]: "test_psnr_vq_db", RUNGS[1]: "test_psnr_continuous_db"}
-    return {keys[k]: round(sum(v) / len(v), 2) for k, v in scores.items()}
+    return {keys[k]: round(mean(v), 2) for k, v in scores.items()}
 
 
 def describe(path: Path, steps: int, seconds: float) -> dict:

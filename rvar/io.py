@@ -211,21 +211,16 @@ def _to_pil(rgb: torch.Tensor, like: Optional[LoadedImage], fmt: str) -> Image.I
                                                 align_corners=False)[0]
     if fmt in ("JPEG", "BMP"):
         alpha = None  # these formats carry no alpha
+    a8 = None if alpha is None else np.round(alpha[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
     if mode == "L":
         grey = rgb.mean(0).numpy()
-        if sixteen and alpha is None:
+        if sixteen and a8 is None:
             return Image.fromarray(np.round(grey * 65535).astype(np.uint16))
         grey8 = np.round(grey * 255).astype(np.uint8)
-        if alpha is not None:
-            a8 = np.round(alpha[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
-            return Image.fromarray(np.stack([grey8, a8], -1), mode="LA")
-        return Image.fromarray(grey8, mode="L")
-    hwc = rgb.permute(1, 2, 0).numpy()
-    rgb8 = np.round(hwc * 255).astype(np.uint8)
-    if alpha is not None:
-        a8 = np.round(alpha[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
-        return Image.fromarray(np.concatenate([rgb8, a8[..., None]], -1), mode="RGBA")
-    return Image.fromarray(rgb8, mode="RGB")
+        return Image.fromarray(grey8, mode="L") if a8 is None else Image.fromarray(np.stack([grey8, a8], -1), mode="LA")
+    rgb8 = to_uint8_hwc(rgb)
+    return Image.fromarray(rgb8, mode="RGB") if a8 is None else \
+        Image.fromarray(np.concatenate([rgb8, a8[..., None]], -1), mode="RGBA")
 
 
 def iter_images(inputs: Sequence[str | os.PathLike],

@@ -14,7 +14,6 @@ Rungs 1-2 score the clean images (degradation ``clean``); rungs 3-4 each degrada
 """
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Callable, Dict, List, Sequence
 import torch
 
 from rvar.nn.restorer import Restorer
+from rvar.pixels import to_signed, to_unit
 
 RUNGS = ("VQ round trip (clean)", "continuous round trip (clean)", "prior only", "+ refiner",
          "+ refiner + fine-tuned decoder")
@@ -46,7 +46,7 @@ def load_ladder_model(path: str, label: str) -> LadderModel:
 
 def _signed(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """An image function on [-1, 1] as one on [0, 1]."""
-    return lambda x01: ((fn(x01 * 2 - 1).float() + 1) / 2).clamp(0, 1)
+    return lambda x01: to_unit(fn(to_signed(x01)))
 
 
 def round_trip_functions(tok) -> Dict[str, Callable[[torch.Tensor], torch.Tensor]]:
@@ -69,7 +69,7 @@ def quality_ladder(models: Sequence[LadderModel], samples: Sequence, seed: int =
     """Mean PSNR/SSIM per (model, rung, degradation); ``samples`` have ``degraded``, ``clean``, ``degradation``,
     ``name`` (``rvar.commands.compare.Sample``)."""
     from rvar.inference import apply_any_size
-    from rvar.metrics import psnr_per_image, ssim_per_image
+    from rvar.metrics import mean, psnr_per_image, ssim_per_image
 
     table = []
     for model in models:
@@ -92,17 +92,16 @@ def quality_ladder(models: Sequence[LadderModel], samples: Sequence, seed: int =
                     groups["overall"].append(scores)
             for degradation, scores in groups.items():
                 table.append({"label": model.label, "stage": rung, "degradation": degradation,
-                              "images": len(scores), "psnr": sum(p for p, _ in scores) / len(scores),
-                              "ssim": sum(s for _, s in scores) / len(scores)})
+                              "images": len(scores), "psnr": mean(p for p, _ in scores),
+                              "ssim": mean(s for _, s in scores)})
     return table
 
 
 def write_ladder(out_dir: Path, table: List[Dict], results_md: Path) -> None:
     """``ladder.csv`` and a "Quality ladder" section appended to ``results_md``."""
-    with open(out_dir / "ladder.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows({k: row[k] for k in FIELDS} for row in table)
+    from rvar.report import write_results
+
+    write_results(out_dir / "ladder.csv", table, FIELDS)
     lines = ["", "## Quality ladder (PSNR dB / SSIM; RestoreVAR stage by stage)", ""]
     degradations = sorted({r["degradation"] for r in table} - {"clean", "overall"}) + ["overall"]
     lines += ["| checkpoint | stage | " + " | ".join(degradations) + " |",

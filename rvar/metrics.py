@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
@@ -29,6 +29,12 @@ def ssim_per_image(pred_B3HW: torch.Tensor, target_B3HW: torch.Tensor) -> torch.
     """SSIM of each image (gaussian window 11, data range 1). Returns (B,)."""
     return structural_similarity_index_measure(pred_B3HW.float().clamp(0, 1), target_B3HW.float().clamp(0, 1),
                                                data_range=1.0, reduction="none")
+
+
+def mean(values: Iterable[Optional[float]]) -> Optional[float]:
+    """The mean of the values that are not None (None when none is): every per-degradation table averages so."""
+    kept = [float(v) for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
 
 
 def _torch_home() -> Path:

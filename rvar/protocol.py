@@ -21,7 +21,6 @@ Shapes: B batch, H/W image side.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -63,29 +62,21 @@ def table1_set(label: str) -> Optional[str]:
 
 @dataclass(frozen=True)
 class EvalProtocol:
-    """How a test set is sized and scored.
+    """How a test set is scored (the sizing is :class:`ProtocolDataset`'s and ``rvar compare``'s).
 
     Args:
         name: ``native`` or ``restorevar``.
-        size: side of the paired Lanczos resize (``restorevar``); unused by ``native``.
-        max_images: images per test set (None: all).
         lpips_net: LPIPS backbone.
     """
 
     name: str = "native"
-    size: int = 512
-    max_images: Optional[int] = None
     lpips_net: str = "alex"
 
     @classmethod
-    def restorevar(cls, size: int = 512, max_images: Optional[int] = 5000) -> "EvalProtocol":
-        return cls("restorevar", size, max_images, "alex")
-
-    @classmethod
-    def named(cls, name: str, **overrides) -> "EvalProtocol":
+    def named(cls, name: str) -> "EvalProtocol":
         if name not in PROTOCOLS:
             raise UserError(f"unknown evaluation protocol {name!r}; known: {', '.join(PROTOCOLS)}")
-        return cls.restorevar(**overrides) if name == "restorevar" else cls("native", **overrides)
+        return cls(name)
 
 
 # 1. the paired transform -----------------------------------------------------------------------------------
@@ -213,6 +204,8 @@ def table1_rows(per_image: Sequence[Mapping[str, object]]) -> List[Dict[str, obj
 
     Labels that belong to no Table 1 test set keep their own name (after the five).
     """
+    from rvar.metrics import mean
+
     groups: Dict[tuple, List[Mapping[str, object]]] = {}
     for row in per_image:
         dataset = table1_set(str(row["degradation"])) or str(row["degradation"])
@@ -220,12 +213,9 @@ def table1_rows(per_image: Sequence[Mapping[str, object]]) -> List[Dict[str, obj
     order = {name: n for n, name in enumerate(TABLE1_SETS)}
     out = []
     for (model, dataset), rows in sorted(groups.items(), key=lambda kv: (order.get(kv[0][1], 99), kv[0][1])):
-        finite = [r for r in rows if np.isfinite(float(r["psnr"]))]
-        lp = [float(r["lpips"]) for r in rows if r.get("lpips") is not None]
         out.append({"model": model, "dataset": dataset, "images": len(rows),
-                    "psnr": sum(float(r["psnr"]) for r in finite) / max(len(finite), 1),
-                    "ssim": sum(float(r["ssim"]) for r in rows) / len(rows),
-                    "lpips": sum(lp) / len(lp) if lp else None})
+                    "psnr": mean(r["psnr"] for r in rows if np.isfinite(float(r["psnr"]))) or 0.0,
+                    "ssim": mean(r["ssim"] for r in rows), "lpips": mean(r.get("lpips") for r in rows)})
     return out
 
 
@@ -249,24 +239,3 @@ def format_table1(rows: Sequence[Mapping[str, object]], protocol: str = "restore
             lines.append(f"| {dataset} | RestoreVAR (paper, Table 1) | - | {ref['psnr']:.2f} | {ref['ssim']:.3f} | "
                          f"{ref['lpips']:.3f} |")
     return "\n".join(lines)
-
-
-def warn_if_unmapped(labels: Sequence[str]) -> None:
-    """One warning naming labels that match no Table 1 test set (their rows have no paper reference)."""
-    unmapped = sorted({str(l) for l in labels if table1_set(str(l)) is None})
-    if unmapped:
-        warnings.warn(f"no Table 1 test set for label(s) {', '.join(unmapped)}: reported without paper values "
-                      f"(known: {', '.join(TABLE1_SETS)} and the aliases in rvar.protocol)", stacklevel=2)
-
-
-# 5. rvar compare ------------------------------------------------------------------------------------------
-def rescore(rows: List[Dict[str, object]], images: Mapping[tuple, torch.Tensor], cleans: Sequence[torch.Tensor],
-            protocol: EvalProtocol) -> None:
-    """Replace PSNR/SSIM/LPIPS of ``rvar compare``'s per-image rows (model by model, in sample order) in place."""
-    scorer = ProtocolScorer(protocol)
-    numbers: Dict[str, int] = {}
-    for row in rows:
-        number = numbers.get(str(row["model"]), 0)
-        numbers[str(row["model"])] = number + 1
-        scores = scorer(images[(row["model"], number)][None], cleans[number][None])
-        row.update({name: None if value is None else float(value[0]) for name, value in scores.items()})

@@ -69,10 +69,6 @@ class Registry:
         load_plugins()
         return name in self._items
 
-    def __len__(self) -> int:
-        load_plugins()
-        return len(self._items)
-
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {sorted(self._items)})"
 

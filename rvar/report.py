@@ -5,7 +5,6 @@ stage timings); nothing is typed in by hand.
 """
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import json
@@ -15,10 +14,20 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from rvar.viewer import add_viewer, data_uri
+
 
 def read_results(csv_path: Path) -> List[Dict[str, str]]:
     with open(csv_path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def write_results(csv_path: Path, rows: Sequence[Dict[str, object]], fields: Sequence[str]) -> None:
+    """The CSV :func:`read_results` reads (``rvar compare``'s results.csv, ladder.csv); None is written empty."""
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _float(value: Optional[str]) -> Optional[float]:
@@ -159,8 +168,6 @@ def write_budget_plot(path: Path, history: List[Dict[str, object]]) -> bool:
 
 def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_seconds: float,
                  compare_seconds: float, data_root: Path) -> Path:
-    from rvar.viewer import add_viewer
-
     rows = read_results(compare_dir / "results.csv")
     shipped = any(st.name == "tokenizer" and st.status == "shipped" for st in stages)
     tokenizer = "shipped" if shipped else "trained"
@@ -257,7 +264,7 @@ def markdown_to_html(md: str, base: Path) -> str:
             body.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
         elif line.startswith("![") and "](" in line:
             alt, src = line[2:].split("](", 1)
-            body.append(f'<p><img alt="{html.escape(alt)}" src="{_data_uri(base / src.rstrip(")"))}"></p>')
+            body.append(f'<p><img alt="{html.escape(alt)}" src="{data_uri(base / src.rstrip(")"))}"></p>')
         elif line.startswith("- "):
             body.append(f"<ul><li>{_inline(line[2:])}</li></ul>")
         elif line.strip():
@@ -272,9 +279,3 @@ def markdown_to_html(md: str, base: Path) -> str:
 def _inline(text: str) -> str:
     parts = html.escape(text).split("`")
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def _data_uri(path: Path) -> str:
-    if not path.exists():
-        return ""
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()

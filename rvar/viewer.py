@@ -16,7 +16,7 @@ import base64
 import html
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 STYLE = """
 .rv-controls{margin:.5em 0 1em}.rv-controls select{margin:0 1em 0 .3em}
@@ -81,7 +81,8 @@ SCRIPT = """
 """
 
 
-def _data_uri(path: Path) -> str:
+def data_uri(path: Path) -> str:
+    """A PNG file as a ``data:`` URI ("" when there is no such file): pages that work offline."""
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path.is_file() else ""
 
 
@@ -96,7 +97,7 @@ def slider_section(compare_dir: Path) -> str:
         return ""
     index = json.loads(index_path.read_text())
     columns: List[str] = index["columns"]
-    samples = [{"uris": {c: _data_uri(compare_dir / f) for c, f in s["files"].items()}, "psnr": s.get("psnr", {})}
+    samples = [{"uris": {c: data_uri(compare_dir / f) for c, f in s["files"].items()}, "psnr": s.get("psnr", {})}
                for s in index["samples"]]
     if not samples:
         return ""

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from rvar.errors import ImageError, UserError
-from rvar.inference import SIZE_POLICIES, LoadedModel, apply_any_size
+from rvar.inference import PRECISIONS, SIZE_POLICIES, LoadedModel, apply_any_size
 from rvar.io import iter_images, output_relative_path, read_image, write_image
 
 
@@ -37,7 +37,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                              "resize to native and back")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp32 (default, exact), bf16 autocast, or auto (bf16 where the hardware has it)")
 
 

@@ -57,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pipeline or args.pipeline_only:
         from rvar.bench_pipeline import format_pipeline, run_pipeline_bench
 
-        report["pipeline"] = run_pipeline_bench([s for s in sizes if s in ("tiny", "d16-256", "d16-512")],
-                                                repeats=args.repeats or 1, log=log)
+        report["pipeline"] = run_pipeline_bench(sizes, repeats=args.repeats or 1, log=log)
         print(format_pipeline(report["pipeline"]))
     if args.json_path:
         text = json.dumps(report, indent=2) + "\n"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import re
 import sys
@@ -157,12 +156,9 @@ class Sample:
 
 
 def centre_crop(image_3HW: torch.Tensor, size: int, path: Path) -> torch.Tensor:
-    from rvar.data.datasets import fit_crop
+    from rvar.data.datasets import crop, fit_crop
 
-    image_3HW = fit_crop(image_3HW, size, path)
-    _, H, W = image_3HW.shape
-    top, left = (H - size) // 2, (W - size) // 2
-    return image_3HW[:, top:top + size, left:left + size].contiguous()
+    return crop(fit_crop(image_3HW, size, path), size)
 
 
 @dataclass
@@ -233,14 +229,15 @@ def load_samples(data: str, specs: List[DegradationSpec], size: int, seed: int, 
 
 
 # ---- 3. running and scoring ---------------------------------------------------------------------------------
-def evaluate(contenders: List[Contender], samples: List[Sample], seed: int, policy: str = "tile"):
-    """Per model and sample: restored image, seconds, PSNR, SSIM, LPIPS (or None)."""
+def evaluate(contenders: List[Contender], samples: List[Sample], seed: int, policy: str = "tile",
+             protocol: str = "native"):
+    """Per model and sample: restored image, seconds, PSNR, SSIM, LPIPS (or None), scored as ``protocol`` says."""
     from tqdm import tqdm
 
     from rvar.inference import apply_any_size
-    from rvar.metrics import load_lpips, lpips_per_image, psnr_per_image, ssim_per_image
+    from rvar.protocol import EvalProtocol, ProtocolScorer
 
-    lpips = load_lpips()
+    scorer = ProtocolScorer(EvalProtocol.named(protocol))
     rows, images = [], {}
     for contender in contenders:
         model = contender.model
@@ -253,10 +250,9 @@ def evaluate(contenders: List[Contender], samples: List[Sample], seed: int, poli
             with torch.inference_mode():
                 restored = apply_any_size(model.fn, sample.degraded, model.native, policy=policy, batch_size=16)
             seconds = time.perf_counter() - start
-            pred, target = restored[None].clamp(0, 1), sample.clean[None]
+            scores = scorer(restored[None].clamp(0, 1), sample.clean[None])
             rows.append({"model": contender.label, "degradation": sample.degradation, "image": sample.name,
-                         "psnr": float(psnr_per_image(pred, target)[0]), "ssim": float(ssim_per_image(pred, target)[0]),
-                         "lpips": float(lpips_per_image(lpips, pred, target)[0]) if lpips is not None else None,
+                         **{name: None if value is None else float(value[0]) for name, value in scores.items()},
                          "seconds": seconds})
             images[(contender.label, number)] = restored
     return rows, images
@@ -264,6 +260,8 @@ def evaluate(contenders: List[Contender], samples: List[Sample], seed: int, poli
 
 def aggregate(rows: List[Dict], contenders: List[Contender]) -> List[Dict]:
     """Mean metrics per (model, degradation) and per model over everything (degradation ``overall``)."""
+    from rvar.metrics import mean
+
     info = {c.label: c for c in contenders}
     groups: Dict[tuple, List[Dict]] = defaultdict(list)
     for row in rows:
@@ -276,12 +274,9 @@ def aggregate(rows: List[Dict], contenders: List[Contender]) -> List[Dict]:
             group = groups.get((contender.label, degradation))
             if not group:
                 continue
-            lp = [r["lpips"] for r in group if r["lpips"] is not None]
             table.append({"model": contender.label, "degradation": degradation, "images": len(group),
-                          "psnr": sum(r["psnr"] for r in group) / len(group),
-                          "ssim": sum(r["ssim"] for r in group) / len(group),
-                          "lpips": sum(lp) / len(lp) if lp else None,
-                          "seconds_per_image": sum(r["seconds"] for r in group) / len(group),
+                          **{name: mean(r[name] for r in group) for name in ("psnr", "ssim", "lpips")},
+                          "seconds_per_image": mean(r["seconds"] for r in group),
                           "parameters": info[contender.label].parameters,
                           "sampling_steps": info[contender.label].steps})
     return table
@@ -290,14 +285,6 @@ def aggregate(rows: List[Dict], contenders: List[Contender]) -> List[Dict]:
 # ---- 4. outputs ---------------------------------------------------------------------------------------------
 FIELDS = ("model", "degradation", "images", "psnr", "ssim", "lpips", "seconds_per_image", "parameters",
           "sampling_steps")
-
-
-def write_csv(path: Path, table: List[Dict]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        for row in table:
-            writer.writerow({k: ("" if row[k] is None else row[k]) for k in FIELDS})
 
 
 def write_markdown(path: Path, table: List[Dict], header: str) -> None:
@@ -453,12 +440,10 @@ def run(args: argparse.Namespace) -> int:
                            else args.max_images, args.protocol)
     if not samples:
         raise UserError(f"{args.data}: no test images")
-    rows, images = evaluate(contenders, samples, args.seed, args.size_policy)
-    if args.protocol == "restorevar":
-        from rvar.protocol import EvalProtocol, rescore
-
-        rescore(rows, images, [s.clean for s in samples], EvalProtocol.restorevar(size))
+    rows, images = evaluate(contenders, samples, args.seed, args.size_policy, args.protocol)
     table = aggregate(rows, contenders)
+    from rvar.report import write_results
+
     if ladder_models:
         from rvar.ladder import quality_ladder, write_ladder
 
@@ -470,7 +455,7 @@ def run(args: argparse.Namespace) -> int:
               f"degradations {', '.join(sorted({s.degradation for s in samples}))}; CPU, fp32, "
               f"{torch.get_num_threads()} threads; checkpoints: "
               + ", ".join(f"{c.label} = `{c.path}`" for c in contenders))
-    write_csv(out_dir / "results.csv", table)
+    write_results(out_dir / "results.csv", table, FIELDS)
     write_markdown(out_dir / "results.md", table, header)
     if ladder_models:
         write_ladder(out_dir, ladder, out_dir / "results.md")

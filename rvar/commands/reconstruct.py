@@ -6,7 +6,7 @@ import sys
 
 from rvar.commands._batch import add_common_arguments, finish, plan_outputs, run_over_images
 from rvar.inference import load_tokenizer_model, resolve_device, resolve_precision
-from rvar.metrics import psnr_per_image
+from rvar.metrics import mean, psnr_per_image
 
 HELP = "encode, quantise and decode images with a tokenizer; prints PSNR"
 DESCRIPTION = """Round-trip each image through the checkpoint's tokenizer (encoder -> multi-scale residual
@@ -38,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_over_images(model, plan, args.batch_size, args.size_policy, on_image=report, desc="reconstructing")
     if scores:
-        print(f"mean\tPSNR {sum(scores) / len(scores):.2f} dB over {len(scores)} image(s)")
+        print(f"mean\tPSNR {mean(scores):.2f} dB over {len(scores)} image(s)")
     sys.stdout.flush()
     return finish(result, args.output, "reconstructed")

@@ -6,14 +6,8 @@ an editable install or a plain ``pip install`` alike.
 """
 from importlib.resources import files
 from pathlib import Path
-from typing import List
 
 
 def root() -> Path:
     """The folder holding ``lightning_config.yaml`` and ``experiments/``."""
     return Path(str(files(__name__)))
-
-
-def tiny_configs() -> List[Path]:
-    """The CPU-sized stage configs (``experiments/tiny/*.yaml``) that ``rvar demo`` derives its runs from."""
-    return sorted((root() / "experiments" / "tiny").glob("*.yaml"))

@@ -11,8 +11,7 @@ accelerator and drops it (see :mod:`rvar.data.degrade`). Validation and test sam
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import lightning as L
 import torch
@@ -21,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rvar.data.datasets import CleanFolderDataset, EpochSampler, PairedDataset, source_kind
 from rvar.data.degrade import DEFAULT_DEGRADATIONS, DegradationPipeline
-from rvar.data.embedded import default_root, ensure_embedded
+from rvar.data.embedded import ensure_embedded
 from rvar.errors import UserError
 from rvar.protocol import PROTOCOLS
 
@@ -91,8 +90,7 @@ class DegradationDataModule(L.LightningDataModule):
         return self.manifest is None and not self.paired_dirs and not self.train_dirs
 
     def _embedded(self, split: str) -> List[str]:
-        root = Path(self.data_root).expanduser().resolve() if self.data_root else default_root()
-        return [str(ensure_embedded(root) / split)]
+        return [str(ensure_embedded(self.data_root or None) / split)]
 
     def sources(self, stage: str) -> List[str]:
         """The source paths of ``stage`` (``train``, ``val`` or ``test``); may be empty for val/test."""

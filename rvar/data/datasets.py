@@ -109,7 +109,6 @@ class PairEntry:
     input_path: Path
     target_path: Path
     degradation: str
-    dataset: str
 
 
 def pairs_from_folder(folder: str | Path) -> List[PairEntry]:
@@ -127,7 +126,7 @@ def pairs_from_folder(folder: str | Path) -> List[PairEntry]:
     stems = sorted(set(inputs) & set(targets))
     if not stems:
         raise UserError(f"{folder}: no input/target pairs with matching file names")
-    return [PairEntry(inputs[s], targets[s], folder.name, folder.name) for s in stems]
+    return [PairEntry(inputs[s], targets[s], folder.name) for s in stems]
 
 
 def pairs_from_manifest(manifest: str | Path) -> List[PairEntry]:
@@ -144,7 +143,7 @@ def pairs_from_manifest(manifest: str | Path) -> List[PairEntry]:
         if not isinstance(entry, Mapping) or not {"image_path", "target_path"} <= set(entry):
             raise UserError(f"{manifest}: entry {number} needs image_path and target_path")
         out.append(PairEntry(manifest.parent / entry["image_path"], manifest.parent / entry["target_path"],
-                             str(entry.get("degradation", "unknown")), str(entry.get("dataset", manifest.stem))))
+                             str(entry.get("degradation", "unknown"))))
     return out
 
 
@@ -170,13 +169,15 @@ def fit_crop(image_CHW: torch.Tensor, size: int, path: Path) -> torch.Tensor:
     return F.interpolate(image_CHW[None], size=new, mode="bicubic", align_corners=False)[0].clamp(0, 1)
 
 
-def crop_box(height: int, width: int, size: int, generator: Optional[torch.Generator]) -> tuple[int, int]:
-    """Top-left corner of a crop: random with a generator, the centre without."""
+def crop(image_CHW: torch.Tensor, size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """A ``size`` square of an image at least that large: random with a generator, the centre without."""
+    height, width = image_CHW.shape[-2:]
     if generator is None:
-        return (height - size) // 2, (width - size) // 2
-    top = int(torch.randint(0, height - size + 1, (1,), generator=generator))
-    left = int(torch.randint(0, width - size + 1, (1,), generator=generator))
-    return top, left
+        top, left = (height - size) // 2, (width - size) // 2
+    else:
+        top = int(torch.randint(0, height - size + 1, (1,), generator=generator))
+        left = int(torch.randint(0, width - size + 1, (1,), generator=generator))
+    return image_CHW[:, top:top + size, left:left + size].contiguous()
 
 
 class EpochSampler(Sampler[int]):
@@ -275,9 +276,7 @@ class CleanFolderDataset(_KeyedDataset):
         crop_gen = self.generator(key, "crop") if self.train else None
         number = int(torch.randint(0, len(self.paths), (1,), generator=crop_gen)) if self.train \
             else key % len(self.paths)
-        image_CHW = self.image(number)
-        top, left = crop_box(image_CHW.shape[1], image_CHW.shape[2], self.crop_size, crop_gen)
-        clean_CHW = image_CHW[:, top:top + self.crop_size, left:left + self.crop_size].contiguous()
+        clean_CHW = crop(self.image(number), self.crop_size, crop_gen)
         item = {"degraded": clean_CHW, "clean": clean_CHW, "degradation": "none", "index": key}
         if self.pipeline is not None:
             item.update(self.pipeline.worker_stage(clean_CHW, sample_seed(self.seed, self.stream, key)))
@@ -322,7 +321,6 @@ class PairedDataset(_KeyedDataset):
         if degraded_CHW.shape != clean_CHW.shape:
             raise ImageError(f"{entry.input_path}: size {tuple(degraded_CHW.shape[1:])} differs from its target "
                              f"{entry.target_path} {tuple(clean_CHW.shape[1:])}")
-        both_CHW = fit_crop(torch.cat([degraded_CHW, clean_CHW]), self.crop_size, entry.input_path)
-        top, left = crop_box(both_CHW.shape[1], both_CHW.shape[2], self.crop_size, crop_gen)
-        both_CHW = both_CHW[:, top:top + self.crop_size, left:left + self.crop_size].contiguous()
+        both_CHW = crop(fit_crop(torch.cat([degraded_CHW, clean_CHW]), self.crop_size, entry.input_path),
+                        self.crop_size, crop_gen)
         return {"degraded": both_CHW[:3], "clean": both_CHW[3:], "degradation": entry.degradation, "index": key}

@@ -13,7 +13,8 @@
   :class:`rvar.lit.callbacks.ArtifactCheckpoints` stores in every checkpoint, so ``rvar fit ... --ckpt_path last``
   continues the same MLflow run.
 
-Only rank 0 writes: Lightning hands the other ranks a dummy experiment.
+Only rank 0 writes: Lightning hands the other ranks a dummy experiment, and rvar's logger opens no MLflow store
+on them at all (Lightning's would: a ``sqlite:///`` URI left an empty ``mlflow.db`` in every node's folder).
 """
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ import subprocess
 import tempfile
 import warnings
 from argparse import Namespace
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional
 
 import lightning.pytorch as pl
 from lightning.pytorch.cli import SaveConfigCallback
@@ -129,6 +131,27 @@ def run_tags() -> Dict[str, str]:
 
 
 # 2. the logger ------------------------------------------------------------------------------------------------
+def is_global_rank_zero() -> bool:
+    """Whether this process is global rank 0 as far as is known before the Trainer starts: the rank that
+    torchrun / SLURM put in the environment (Lightning's ``rank_zero_only.rank``) and, for Lightning's own
+    multi-node launch, which sets only ``NODE_RANK`` on the first process of each node, node 0."""
+    return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0").strip() in ("", "0")
+
+
+@contextmanager
+def _no_mlflow_client() -> Iterator[None]:
+    """Make ``MLFlowLogger.__init__`` skip its ``MlflowClient(tracking_uri)``: the client opens the store at once,
+    and for a ``sqlite:///`` URI that creates the database file, on ranks that never log anything."""
+    import mlflow.tracking
+
+    real = mlflow.tracking.MlflowClient
+    mlflow.tracking.MlflowClient = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        mlflow.tracking.MlflowClient = real
+
+
 class RVARMLFlowLogger(MLFlowLogger):
     """Lightning's ``MLFlowLogger`` with rvar's defaults.
 
@@ -151,10 +174,11 @@ class RVARMLFlowLogger(MLFlowLogger):
                  log_model: bool = False, prefix: str = "") -> None:
         tracking_uri = resolve_tracking_uri(tracking_uri)
         run_name = run_name or default_run_name(command="run")
-        super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri,
-                         tags=dict(tags or {}), save_dir=None, log_model=log_model, prefix=prefix,
-                         artifact_location=artifact_location or default_artifact_location(tracking_uri),
-                         run_id=run_id)
+        with nullcontext() if is_global_rank_zero() else _no_mlflow_client():
+            super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri,
+                             tags=dict(tags or {}), save_dir=None, log_model=log_model, prefix=prefix,
+                             artifact_location=artifact_location or default_artifact_location(tracking_uri),
+                             run_id=run_id)
         self.resumed = run_id is not None
 
     def resume_run(self, run_id: str) -> None:
@@ -168,6 +192,10 @@ class RVARMLFlowLogger(MLFlowLogger):
     def experiment(self):
         """The MLflow client; creates (or reopens) the run on first use, on rank 0 only."""
         if not mlflow_run_started(self) and rank_zero_only.rank == 0:
+            if self._mlflow_client is None:  # built while the environment named another rank (see __init__)
+                from mlflow.tracking import MlflowClient
+
+                self._mlflow_client = MlflowClient(self._tracking_uri)
             if mlflow_pending_run_id(self) is None:
                 self.tags = {**run_tags(), **(self.tags or {})}
                 client = super().experiment
@@ -192,11 +220,6 @@ class RVARMLFlowLogger(MLFlowLogger):
         fresh = {k: v for k, v in flat.items() if k not in existing}
         if fresh:
             super().log_hyperparams(fresh)
-
-    @rank_zero_only
-    def log_artifact(self, local_path: str, artifact_path: Optional[str] = None) -> None:
-        """Upload one file to the run's artifacts (under ``artifact_path``)."""
-        self.experiment.log_artifact(self.run_id, str(local_path), artifact_path=artifact_path)
 
 
 def mlflow_loggers(trainer: "pl.Trainer") -> list:

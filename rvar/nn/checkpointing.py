@@ -44,14 +44,6 @@ def enable_activation_checkpointing(modules: Iterable[nn.Module]) -> int:
     return count
 
 
-def disable_activation_checkpointing(modules: Iterable[nn.Module]) -> None:
-    """Undo :func:`enable_activation_checkpointing` on ``modules``."""
-    for module in modules:
-        if getattr(module, _MARK, False):
-            del module.forward  # back to the class method
-            delattr(module, _MARK)
-
-
 def refiner_units(refiner: nn.Module) -> list:
     """The refiner's checkpointed units: each layer's self-attention, FFN and cross-attention.
 

@@ -7,11 +7,12 @@ contract ``op(images_BCHW, generator)``: it loops over the batch, draws one int 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
 import torch
 
+from rvar.io import to_uint8_hwc
 from rvar.registry import register_degradation
 from rvar_plugins.degradations._sampling import Range, as_range, seed_from, uniform
 
@@ -37,8 +38,7 @@ class _PerImageOp:
             height, width = image_CHW.shape[-2:]
             transform = self.transform(generator, height, width)
             transform.set_random_seed(seed_from(generator))
-            hwc = np.round(image_CHW.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255)
-            result = transform(image=hwc.astype(np.uint8))["image"]
+            result = transform(image=to_uint8_hwc(image_CHW))["image"]
             out.append(torch.from_numpy(result.astype(np.float32) / 255.0).permute(2, 0, 1))
         return torch.stack(out).to(images_BCHW).clamp(0, 1)
 
@@ -116,6 +116,5 @@ class RainDrops(_PerImageOp):
         self.slant, self.rain_type, self.brightness = as_range(slant, "slant"), rain_type, float(brightness)
 
     def transform(self, generator, height, width):
-        kwargs: Dict[str, Any] = {"drop_length": max(4, height // 12)}
-        return _albumentations().RandomRain(slant_range=self.slant, rain_type=self.rain_type,
-                                            brightness_coefficient=self.brightness, blur_value=3, p=1.0, **kwargs)
+        return _albumentations().RandomRain(slant_range=self.slant, rain_type=self.rain_type, blur_value=3, p=1.0,
+                                            brightness_coefficient=self.brightness, drop_length=max(4, height // 12))

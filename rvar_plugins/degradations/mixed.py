@@ -5,7 +5,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from rvar.registry import DEGRADATIONS, register_degradation
+from rvar.data.degrade import is_device_op, make_degradation
+from rvar.registry import register_degradation
 from rvar_plugins.degradations._sampling import Range, as_range, randint, uniform
 
 DEFAULT_MIX = ("rain", "haze", "low_light", "gaussian_noise", "motion_blur", "defocus_blur", "jpeg", "downscale")
@@ -32,17 +33,13 @@ class Mixed:
         names = list(ops) if ops is not None else list(DEFAULT_MIX)
         if "mixed" in names:
             raise ValueError("mixed cannot contain itself")
-        options = options or {}
         self.names = names
-        self.ops: List[Any] = []
-        for name in names:
-            target = DEGRADATIONS.get(name)
-            self.ops.append(target(**options.get(name, {})) if isinstance(target, type) else target)
+        self.ops: List[Any] = [make_degradation(name, (options or {}).get(name)) for name in names]
         self.min_ops, self.max_ops = max(1, int(min_ops)), min(int(max_ops), len(names))
         if self.min_ops > self.max_ops:
             raise ValueError(f"min_ops {min_ops} is above max_ops {max_ops} (with {len(names)} ops)")
         self.strength = as_range(strength, "strength")
-        self.device_op = all(getattr(op, "device_op", True) for op in self.ops)
+        self.device_op = all(is_device_op(op) for op in self.ops)
 
     def __call__(self, images_BCHW: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         out = []

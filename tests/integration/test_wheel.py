@@ -19,7 +19,7 @@ from rvar.demo import SHIPPED_TOKENIZER, STAGES
 assert rvar.__file__.startswith({target!r}), rvar.__file__
 assert all(stage.config_path.is_file() for stage in STAGES), [str(s.config_path) for s in STAGES]
 assert SHIPPED_TOKENIZER.is_file() and str(SHIPPED_TOKENIZER).startswith({target!r}), SHIPPED_TOKENIZER
-print(len(rvar.configs.tiny_configs()))
+print(len(list((rvar.configs.root() / "experiments" / "tiny").glob("*.yaml"))))
 """
 
 

@@ -90,7 +90,7 @@ def test_scorer_quantises_and_skips_lpips_without_weights(monkeypatch, tmp_path)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no AlexNet weights here
     monkeypatch.setattr(rvar.metrics, "_LPIPS_WARNED", False)
     with pytest.warns(UserWarning, match="LPIPS skipped"):
-        scorer = ProtocolScorer(EvalProtocol.restorevar())
+        scorer = ProtocolScorer(EvalProtocol.named("restorevar"))
     pred, target = _pairs()[0]
     scores = scorer(pred[None], target[None])
     assert scores["lpips"] is None

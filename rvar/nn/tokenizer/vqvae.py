@@ -11,7 +11,7 @@ Lc condition tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List
 
 import torch
 import torch.nn as nn
@@ -105,9 +105,6 @@ class VQVAE(nn.Module):
     def decode(self, f_BChw: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         img = self.decoder(self.post_quant_conv(f_BChw))
         return img.clamp(-1, 1) if clamp else img
-
-    def indices_to_img(self, idx_Bl: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.decode(self.quantize.indices_to_fhat(idx_Bl))
 
     @torch.no_grad()
     def reconstruct(self, img_B3HW: torch.Tensor) -> torch.Tensor:
