@@ -201,9 +201,9 @@ def load_baseline(ckpt: Mapping[str, Any], source: str = "checkpoint"):
     """The baseline module (a class in :data:`rvar.registry.BASELINES`) of ``ckpt`` (from
     :func:`rvar.nn.checkpoints.load_checkpoint`), in eval mode. CheckpointError: not a baseline checkpoint, an
     unknown baseline, or weights that do not fit."""
-    from rvar.nn.checkpoints import load_network, model_description
+    from rvar.nn.checkpoints import RVAR_NETWORKS, load_network, model_description
 
-    if ckpt.get("kind") != "baseline":
+    if ckpt.get("kind") != "baseline" or model_description(ckpt, source)["class_path"] in RVAR_NETWORKS:
         raise CheckpointError(f"{source}: is a {ckpt.get('kind')} checkpoint, not a baseline")
     return load_network(model_description(ckpt, source), ckpt["state_dict"], source)
 

@@ -145,10 +145,11 @@ def network_of(module: nn.Module) -> nn.Module:
 def checkpoint_entries(module: nn.Module, meta: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Every top-level key of the format for :func:`network_of` ``(module)`` but ``state_dict``."""
     net = network_of(module)
-    kind = "baseline" if not isinstance(net, (VQVAE, Restorer)) else "tokenizer" if isinstance(net, VQVAE) \
-        else "prior" if net.refiner is None else "restorer"
-    path, init_args = (TOKENIZER, {"config": net.config.to_dict()}) if kind == "tokenizer" else \
-        (RESTORER if kind != "baseline" else _dotted(type(net)), net.init_args())
+    if isinstance(net, VQVAE):
+        kind, path, init_args = "tokenizer", TOKENIZER, {"config": net.config.to_dict()}
+    else:
+        kind = "baseline" if not isinstance(net, Restorer) else "prior" if net.refiner is None else "restorer"
+        path, init_args = RESTORER if kind != "baseline" else _dotted(type(net)), net.init_args()
     return {"rvar_format": FORMAT_VERSION, "kind": kind, "meta": dict(meta or {}),
             "model": {"class_path": path, "init_args": json.loads(json.dumps(init_args))}}
 
@@ -227,7 +228,7 @@ def build_tokenizer(ckpt: Mapping[str, Any], source: str = "checkpoint") -> VQVA
     """The tokenizer of any rvar checkpoint that has one (every kind but some baselines)."""
     description = model_description(ckpt, source)
     if description["class_path"] == RESTORER:
-        description = {"class_path": TOKENIZER, "init_args": {"config": description["init_args"].get("tokenizer")}}
+        description = {"class_path": TOKENIZER, "init_args": {"config": (description.get("init_args") or {}).get("tokenizer")}}
     net = load_network(description, ckpt["state_dict"], source)
     if not isinstance(getattr(net, "tokenizer", net), VQVAE):
         raise CheckpointError(f"{source}: holds no tokenizer")
@@ -239,7 +240,7 @@ def build_restorer(ckpt: Mapping[str, Any], source: str = "checkpoint", require_
     description = model_description(ckpt, source)
     if description["class_path"] != RESTORER:
         raise CheckpointError(f"{source}: is a {ckpt.get('kind')} checkpoint, not a restorer (no prior inside)")
-    if require_refiner and not description["init_args"].get("refiner"):
+    if require_refiner and not (description.get("init_args") or {}).get("refiner"):
         raise CheckpointError(f"{source}: has no refiner; train one with the refiner stage or import restorevar.pth")
     return load_network(description, ckpt["state_dict"], source)
 

@@ -105,13 +105,14 @@ def test_the_shipped_tokenizer_is_format1_and_loads():
     {"class_path": NAFNET, "init_args": {"optimizer": "os.system"}},  # a callable argument: never read from a file
     {"class_path": NAFNET, "init_args": {"network": {"class_path": "os.system"}}},
     {"class_path": ["os.system"], "init_args": {}},
+    {"class_path": "rvar.nn.restorer.Restorer", "init_args": None},  # an rvar network, but not a baseline
     "os.system",
 ])
 def test_a_file_cannot_name_what_rvar_builds(model, tmp_path, monkeypatch):
     marker = tmp_path / "CODE_RAN"
     calls = []
     monkeypatch.setattr(os, "system", lambda *args: calls.append(args))
-    if isinstance(model, dict) and "command" in model["init_args"]:
+    if isinstance(model, dict) and "command" in (model["init_args"] or {}):
         model["init_args"]["command"] = f"touch {marker}"
     path = tmp_path / "evil.ckpt"
     torch.save({"rvar_format": 2, "kind": "baseline", "model": model, "state_dict": {}, "meta": {}}, path)
