@@ -17,12 +17,10 @@ Models are callables on (B, 3, N, N) tensors in [0, 1] returning the same shape.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -172,8 +170,7 @@ def load_restoration_model(path: str, device: torch.device, precision: str = "fp
             with torch.inference_mode(), autocast(precision, device):
                 return module.restore_images(x.to(device), steps=steps).float().clamp(0, 1)
 
-        name = ckpt["configs"]["baseline"]["name"]
-        return LoadedModel(fn, getattr(module, "native_size", None), "baseline", f"baseline {name}", module)
+        return LoadedModel(fn, getattr(module, "native_size", None), "baseline", f"baseline {module.name}", module)
     restorer = build_restorer(ckpt, str(path)).to(device)
 
     def fn(x: torch.Tensor) -> torch.Tensor:
@@ -200,45 +197,15 @@ def load_tokenizer_model(path: str, device: torch.device, precision: str = "fp32
     return LoadedModel(fn, vae.image_size, "tokenizer", "tokenizer", vae)
 
 
-def _coerce(cls: type, init_args: Mapping[str, Any]) -> Dict[str, Any]:
-    """Turn dicts back into the dataclasses the constructor expects (``denoiser``, ``network``)."""
-    hints = typing.get_type_hints(cls.__init__)
-    out = dict(init_args)
-    for key, value in init_args.items():
-        if not isinstance(value, Mapping):
-            continue
-        for candidate in typing.get_args(hints.get(key)) or (hints.get(key),):
-            if dataclasses.is_dataclass(candidate):
-                out[key] = candidate(**value)
-                break
-    return out
-
-
 def load_baseline(ckpt: Mapping[str, Any], source: str = "checkpoint"):
-    """The baseline module saved in ``ckpt`` (from :func:`rvar.nn.checkpoints.load_checkpoint`), in eval mode.
+    """The baseline module (a class in :data:`rvar.registry.BASELINES`) of ``ckpt`` (from
+    :func:`rvar.nn.checkpoints.load_checkpoint`), in eval mode. CheckpointError: not a baseline checkpoint, an
+    unknown baseline, or weights that do not fit."""
+    from rvar.nn.checkpoints import RVAR_NETWORKS, load_network, model_description
 
-    The checkpoint's ``configs["baseline"]`` names the registered class (registry kind ``baselines``) and its
-    constructor arguments; the weights (the LDM's tokenizer included) come from ``state_dict``.
-
-    Raises:
-        CheckpointError: not a baseline checkpoint, an unknown baseline name, or weights that do not fit.
-    """
-    from rvar.nn.checkpoints import load_strict
-    from rvar.registry import BASELINES
-
-    spec = ckpt.get("configs", {}).get("baseline")
-    if ckpt.get("kind") != "baseline" or not isinstance(spec, Mapping) or "name" not in spec:
+    if ckpt.get("kind") != "baseline" or model_description(ckpt, source)["class_path"] in RVAR_NETWORKS:
         raise CheckpointError(f"{source}: is a {ckpt.get('kind')} checkpoint, not a baseline")
-    if spec["name"] not in BASELINES:
-        raise CheckpointError(f"{source}: baseline {spec['name']!r} is not installed; known: "
-                              f"{', '.join(BASELINES.list())}")
-    cls = BASELINES.get(spec["name"])
-    try:
-        module = cls(**_coerce(cls, spec.get("init_args", {})))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: cannot rebuild baseline {spec['name']!r}: {exc}") from None
-    load_strict(module, ckpt["state_dict"], source)
-    return module.eval()
+    return load_network(model_description(ckpt, source), ckpt["state_dict"], source)
 
 
 __all__ = ["apply_any_size", "run_tiled", "run_resized", "load_restoration_model", "load_tokenizer_model",

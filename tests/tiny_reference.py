@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from rvar.nn.checkpoints import restorer_payload, save_checkpoint
+from rvar.nn.checkpoints import save_checkpoint
 from rvar.nn.official import import_restorevar, import_tokenizer
 from rvar.nn.restorer import Restorer
 
@@ -30,5 +30,4 @@ def tiny_restorer() -> Restorer:
 
 
 def save_tiny_restorer(path: Path) -> Path:
-    configs, sd = restorer_payload(tiny_restorer())
-    return save_checkpoint(path, "restorer", configs, sd, {"source": "tests/fixtures"})
+    return save_checkpoint(path, tiny_restorer(), {"source": "tests/fixtures"})

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Tuple
 
 from rvar.errors import UserError
-from rvar.nn.checkpoints import payload_from_parts, read_torch_file, save_checkpoint
+from rvar.nn.checkpoints import read_torch_file, save_checkpoint
 from rvar.nn.official import import_restorevar, import_tokenizer, init_prior_from_var
+from rvar.nn.restorer import Restorer
 from rvar.nn.tokenizer import RESTOREVAR_512_PATCH_NUMS, VAR_256_PATCH_NUMS
 
 HELP = "convert VAR's vae/var_d16 or RestoreVAR's restorevar.pth into an rvar checkpoint"
@@ -61,26 +62,23 @@ def run(args: argparse.Namespace) -> int:
     meta = {"source_vae": str(args.vae), "patch_nums": list(patch_nums)}
     lines = [f"tokenizer: V={vae.V}, Cvae={vae.Cvae}, ch={vae.config.ch}, ch_mult={vae.config.ch_mult}, "
              f"patch_nums={patch_nums} ({vae.image_size} px)"]
-    if not args.var:
-        configs, sd = payload_from_parts(vae)
-        save_checkpoint(out, "tokenizer", configs, sd, meta)
-    else:
+    network = vae
+    if args.var:
         var_sd = read_torch_file(args.var)
         meta["source_var"] = str(args.var)
         restorevar = any(k.startswith("vae_refiner.") for k in var_sd) or any(".cross_attn." in k for k in var_sd)
         if restorevar:
             prior, refiner, report = import_restorevar(var_sd, vae, args.heads, args.refiner_heads, args.var)
-            kind, what = "restorer", "RestoreVAR prior + refiner (strict)"
+            what = "RestoreVAR prior + refiner (strict)"
         else:
             prior, report = init_prior_from_var(var_sd, vae, args.heads, args.var)
-            refiner, kind, what = None, "prior", "prior initialised from class-conditional VAR"
-        configs, sd = payload_from_parts(vae, prior, refiner)
-        meta["import"] = what
-        save_checkpoint(out, kind, configs, sd, meta)
+            refiner, what = None, "prior initialised from class-conditional VAR"
+        network, meta["import"] = Restorer.from_networks(vae, prior, refiner), what
         c = prior.config
         lines.append(f"{what}: depth={c.depth}, width={c.embed_dim}, heads={c.num_heads}, L={prior.L}")
         lines += ["  " + line for line in report.lines()]
-    params = sum(v.numel() for v in sd.values() if v.is_floating_point())
+    save_checkpoint(out, network, meta)
+    params = sum(v.numel() for v in network.state_dict().values() if v.is_floating_point())
     lines.append(f"wrote {out} ({params:,} parameters and buffers)")
     print("\n".join(lines), file=sys.stderr)
     return 0

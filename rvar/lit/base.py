@@ -10,18 +10,16 @@ Shapes: B batch, H/W image side.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional
 
 import lightning as L
 import torch
 import torch.nn as nn
 
 from rvar.errors import UserError
-from rvar.nn.checkpoints import FORMAT_VERSION
+from rvar.nn.checkpoints import checkpoint_entries
 from rvar.lit.images import log_image_grid
 from rvar.metrics import load_lpips, lpips_per_image, psnr_per_image, ssim_per_image
-
-RVAR_PREFIXES = ("tokenizer.", "prior.", "refiner.")
 
 
 def restorevar_adamw(params: Iterable) -> torch.optim.Optimizer:
@@ -39,7 +37,7 @@ def freeze(module: nn.Module) -> nn.Module:
 
 
 class RVARModule(L.LightningModule):
-    """Base of the stages. Subclasses implement :meth:`_shared_step` and :meth:`rvar_payload`.
+    """Base of the stages. Subclasses implement :meth:`_shared_step` and ``rvar_meta()`` (checkpoint meta).
 
     Args:
         grid_images: images per logged grid (0: no grids).
@@ -134,22 +132,12 @@ class RVARModule(L.LightningModule):
     def configure_optimizers(self):
         return self.optimizer(self.trainable_parameters())
 
-    # ---- checkpoints --------------------------------------------------------------------------------
-    def rvar_payload(self) -> Tuple[str, Dict[str, Any], Dict[str, Any]]:
-        """(kind, configs, meta) of this stage's rvar checkpoint."""
-        raise NotImplementedError
-
-    def rvar_state_dict(self) -> Dict[str, torch.Tensor]:
-        """The parameters in rvar's format: only the ``tokenizer.``/``prior.``/``refiner.`` entries."""
-        return {k: v for k, v in self.state_dict().items() if k.startswith(RVAR_PREFIXES)}
-
+    # ---- checkpoints: the stage's networks describe themselves, ``rvar_meta()`` adds provenance ---------
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        kind, configs, meta = self.rvar_payload()
         # dataclass configs become dicts so the file loads with torch.load(weights_only=True);
         # the constructors accept either form, so load_from_checkpoint still works
         hparams = checkpoint.get("hyper_parameters", {})
         for key, value in list(hparams.items()):
             if dataclasses.is_dataclass(value) and not isinstance(value, type):
                 hparams[key] = value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
-        checkpoint.update({"rvar_format": FORMAT_VERSION, "kind": kind, "configs": configs,
-                           "meta": {**meta, "global_step": int(self.global_step)}})
+        checkpoint.update(checkpoint_entries(self, {**self.rvar_meta(), "global_step": int(self.global_step)}))

@@ -8,8 +8,8 @@ next stage's YAML needs a path it can name in advance. Add this callback to a st
         - class_path: rvar.lit.export.ExportCheckpoint
           init_args: {path: outputs/tiny/tokenizer.ckpt}
 
-The file holds only the rvar format (``rvar_format``, ``kind``, ``configs``, ``state_dict`` with
-``tokenizer.``/``prior.``/``refiner.`` keys, ``meta``), no optimizer state: it is what ``tokenizer_ckpt``,
+The file holds only the rvar format (``rvar_format``, ``kind``, ``model``, ``state_dict``, ``meta``; see
+:mod:`rvar.nn.checkpoints`), no optimizer state: it is what ``tokenizer_ckpt``,
 ``prior_ckpt``, ``init_from`` and ``rvar restore`` read.
 """
 from __future__ import annotations
@@ -37,9 +37,8 @@ class ExportCheckpoint(L.Callback):
     def export(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        kind, configs, meta = pl_module.rvar_payload()
-        meta = {**meta, "global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch)}
-        save_checkpoint(self.path, kind, configs, pl_module.rvar_state_dict(), meta)
+        meta = {**pl_module.rvar_meta(), "global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch)}
+        save_checkpoint(self.path, pl_module, meta)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:

@@ -18,7 +18,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from rvar.errors import UserError
 from rvar.lit.base import RVARModule, restorevar_adamw
 from rvar.nn.checkpointing import enable_activation_checkpointing
-from rvar.nn.checkpoints import build_tokenizer, load_checkpoint, load_strict, sub_state_dict
+from rvar.nn.checkpoints import build_tokenizer, load_checkpoint, load_strict, model_description, sub_state_dict
 from rvar.nn.prior import PriorConfig, RestoreVARPrior
 from rvar.pixels import to_signed, to_unit
 
@@ -59,7 +59,7 @@ class PriorModule(RVARModule):
         # 2. the prior on the tokenizer's geometry, optionally from a checkpoint
         if prior is None and init is None:
             raise UserError("PriorModule: give `prior` (sizes) or `init_from` (a prior checkpoint)")
-        sizes = prior.to_dict() if prior is not None else init["configs"]["prior"]
+        sizes = prior.to_dict() if prior is not None else model_description(init, init_from)["init_args"]["prior"]
         self.prior = RestoreVARPrior(PriorConfig.for_tokenizer(self.tokenizer.config, source, **sizes))
         if init is not None:
             load_strict(self.prior, sub_state_dict(init["state_dict"], "prior."), init_from)
@@ -99,7 +99,5 @@ class PriorModule(RVARModule):
                           ["degraded", "restored", "clean"])
 
     # ---- checkpoints --------------------------------------------------------------------------------
-    def rvar_payload(self):
-        configs = {"tokenizer": self.tokenizer.config.to_dict(), "prior": self.prior.config.to_dict()}
-        meta = {"stage": "prior", "tokenizer_ckpt": self.tokenizer_ckpt, "init_from": self.init_from}
-        return "prior", configs, meta
+    def rvar_meta(self) -> Dict[str, Any]:
+        return {"stage": "prior", "tokenizer_ckpt": self.tokenizer_ckpt, "init_from": self.init_from}

@@ -119,7 +119,5 @@ class RefinerModule(RVARModule):
                           ["degraded", "prior only", "refined", "clean"])
 
     # ---- checkpoints --------------------------------------------------------------------------------
-    def rvar_payload(self):
-        configs = {"tokenizer": self.tokenizer.config.to_dict(), "prior": self.prior.config.to_dict(),
-                   "refiner": self.refiner.config.to_dict()}
-        return "restorer", configs, {"stage": "refiner", "prior_ckpt": self.prior_ckpt}
+    def rvar_meta(self) -> Dict[str, Any]:
+        return {"stage": "refiner", "prior_ckpt": self.prior_ckpt}

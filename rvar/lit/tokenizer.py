@@ -27,7 +27,7 @@ from rvar.errors import UserError
 from rvar.lit.base import RVARModule, restorevar_adamw
 from rvar.lit.gan import PatchDiscriminator, hinge_discriminator_loss, hinge_generator_loss
 from rvar.metrics import psnr_per_image, ssim_per_image
-from rvar.nn.checkpoints import build_restorer, build_tokenizer, load_checkpoint, load_strict, sub_state_dict
+from rvar.nn.checkpoints import build_restorer, build_tokenizer, load_checkpoint, load_strict
 from rvar.nn.tokenizer import VQVAE, TokenizerConfig
 from rvar.pixels import to_signed, to_unit
 
@@ -98,19 +98,15 @@ class TokenizerModule(RVARModule):
     def _load_init(self, path: str) -> None:
         ckpt = load_checkpoint(path)
         self.source_kind = ckpt.get("kind", "tokenizer")
-        if self.mode == "decoder" and "prior" in ckpt.get("configs", {}):
+        if self.mode == "decoder" and self.source_kind in ("prior", "restorer"):
             restorer = build_restorer(ckpt, path)
-            if self.tokenizer is not None:
-                load_strict(self.tokenizer, sub_state_dict(ckpt["state_dict"], "tokenizer."), path)
-            else:
-                self.tokenizer = restorer.tokenizer
-            self.prior, self.refiner = restorer.prior, restorer.refiner
-        elif self.tokenizer is None:
-            self.tokenizer = build_tokenizer(ckpt, path).train()
+            tokenizer, self.prior, self.refiner = restorer.tokenizer, restorer.prior, restorer.refiner
         else:
-            if "tokenizer" not in ckpt.get("configs", {}):
-                raise UserError(f"{path}: holds no tokenizer")
-            load_strict(self.tokenizer, sub_state_dict(ckpt["state_dict"], "tokenizer."), path)
+            tokenizer = build_tokenizer(ckpt, path).train()
+        if self.tokenizer is None:
+            self.tokenizer = tokenizer
+        else:
+            load_strict(self.tokenizer, tokenizer.state_dict(), path)
 
     # ---- losses -------------------------------------------------------------------------------------
     def _reconstruct(self, clean_B3HW: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
@@ -242,15 +238,7 @@ class TokenizerModule(RVARModule):
             return generator
         return [generator, self.optimizer(self.discriminator.parameters())]
 
-    def rvar_payload(self):
-        configs: Dict[str, Any] = {"tokenizer": self.tokenizer.config.to_dict()}
-        meta: Dict[str, Any] = {"stage": "tokenizer", "mode": self.mode, "init_from": self.init_from}
-        kind = "tokenizer"
-        if self.prior is not None:
-            kind = "restorer" if self.refiner is not None else "prior"
-            configs["prior"] = self.prior.config.to_dict()
-            configs["refiner"] = self.refiner.config.to_dict() if self.refiner is not None else None
-        if self.mode == "decoder":
-            meta["decoder"] = "finetuned"
-        return kind, configs, meta
+    def rvar_meta(self) -> Dict[str, Any]:
+        decoder = {"decoder": "finetuned"} if self.mode == "decoder" else {}
+        return {"stage": "tokenizer", "mode": self.mode, "init_from": self.init_from, **decoder}
 

@@ -8,7 +8,7 @@ Images are (B, 3, H, W) in [-1, 1] at the tokenizer's native size; :mod:`rvar.in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -34,6 +34,19 @@ class Restorer(nn.Module):
         self.tokenizer = VQVAE(tokenizer)
         self.prior = RestoreVARPrior(PriorConfig.for_tokenizer(tokenizer, **prior.to_dict()))
         self.refiner = LatentRefiner(refiner) if refiner is not None else None
+
+    @classmethod
+    def from_networks(cls, tokenizer: VQVAE, prior: RestoreVARPrior, refiner: Optional[LatentRefiner] = None):
+        """A restorer around networks that exist already (no new weights are drawn)."""
+        restorer = cls.__new__(cls)
+        nn.Module.__init__(restorer)
+        restorer.tokenizer, restorer.prior, restorer.refiner = tokenizer, prior, refiner
+        return restorer
+
+    def init_args(self) -> Dict[str, Any]:
+        """The constructor's arguments as dicts: a checkpoint's ``model.init_args`` (:mod:`rvar.nn.checkpoints`)."""
+        return {"tokenizer": self.tokenizer.config.to_dict(), "prior": self.prior.config.to_dict(),
+                "refiner": self.refiner.config.to_dict() if self.refiner is not None else None}
 
     @property
     def image_size(self) -> int:

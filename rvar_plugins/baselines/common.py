@@ -19,14 +19,15 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from rvar.metrics import psnr_per_image, ssim_per_image
 from rvar.nn import count_parameters
-from rvar.nn.checkpoints import FORMAT_VERSION
+from rvar.nn.checkpoints import checkpoint_entries
 
 
 class BaselineModule(L.LightningModule):
     """Base class of the registered baselines (``rvar plugins --kind baselines``).
 
     Subclasses set ``name`` (the registry name), implement :meth:`training_loss`, :meth:`restore_images` and
-    :meth:`init_args` (the YAML-friendly constructor arguments that rebuild the module without any file).
+    :meth:`init_args` (the constructor arguments, plain values only, that rebuild the module without any file:
+    a checkpoint's ``model.init_args``, see :mod:`rvar.nn.checkpoints`).
     """
 
     name: str = ""
@@ -49,10 +50,6 @@ class BaselineModule(L.LightningModule):
 
     def init_args(self) -> Dict[str, Any]:
         raise NotImplementedError
-
-    def extra_configs(self) -> Dict[str, Any]:
-        """Configs saved next to ``baseline`` (the LDM saves its tokenizer's)."""
-        return {}
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return count_parameters(self, trainable_only)
@@ -91,25 +88,10 @@ class BaselineModule(L.LightningModule):
             return torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0)
         return self.optimizer(params)
 
-    def rvar_payload(self):
-        """(kind, configs, meta) for :class:`rvar.lit.export.ExportCheckpoint` (``rvar demo`` exports baselines)."""
-        configs, _ = baseline_payload(self, with_state=False)
-        return "baseline", configs, {"stage": self.name, "parameters": self.num_parameters()}
-
-    def rvar_state_dict(self) -> Dict[str, torch.Tensor]:
-        return baseline_payload(self)[1]
+    def rvar_meta(self) -> Dict[str, Any]:
+        """The ``meta`` of its rvar checkpoint (:class:`rvar.lit.export.ExportCheckpoint`, ``on_save_checkpoint``)."""
+        return {"stage": self.name, "parameters": self.num_parameters()}
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        """Add the rvar checkpoint keys next to Lightning's, so :func:`rvar.nn.checkpoints.load_checkpoint` and
-        :func:`rvar.inference.load_baseline` read the file."""
-        configs, _ = baseline_payload(self, with_state=False)
-        checkpoint.update({"rvar_format": FORMAT_VERSION, "kind": "baseline", "configs": configs,
-                           "meta": {"stage": self.name, "trainer_step": int(self.global_step),
-                                    "parameters": self.num_parameters()}})
-
-
-def baseline_payload(module: BaselineModule, with_state: bool = True):
-    """(configs, state_dict) of a baseline module, ready for :func:`rvar.nn.checkpoints.save_checkpoint`."""
-    configs = {"baseline": {"name": module.name, "init_args": module.init_args()}, **module.extra_configs()}
-    state = {k: v.detach().cpu() for k, v in module.state_dict().items()} if with_state else {}
-    return configs, state
+        """The rvar checkpoint keys next to Lightning's, for :func:`rvar.inference.load_baseline`."""
+        checkpoint.update(checkpoint_entries(self, {**self.rvar_meta(), "trainer_step": int(self.global_step)}))

@@ -158,9 +158,6 @@ class LatentDiffusionRestorer(BaselineModule):
                 "sampler": self.sampler, "sampling_steps": self._sampling_steps,
                 "prediction_type": self.prediction_type, "residual_on_condition": self.residual_on_condition}
 
-    def extra_configs(self) -> Dict[str, Any]:
-        return {"tokenizer": self.tokenizer.config.to_dict()}
-
     def train(self, mode: bool = True):
         super().train(mode)
         self.tokenizer.eval()  # frozen: dropout off whatever the trainer does

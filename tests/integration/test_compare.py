@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from rvar.cli import main
-from rvar.nn.checkpoints import load_strict, restorer_payload, save_checkpoint
+from rvar.nn.checkpoints import load_strict, save_checkpoint
 from rvar.nn.prior import PriorConfig
 from rvar.nn.refiner import RefinerConfig
 from rvar.nn.restorer import Restorer
 from rvar.nn.tokenizer import TokenizerConfig
-from rvar_plugins.baselines.common import baseline_payload
 from rvar_plugins.baselines.ldm import LatentDiffusionRestorer
 from rvar_plugins.baselines.regression import RegressionRestorer
 
@@ -33,12 +32,12 @@ def checkpoints(tmp_path_factory):
     load_strict(restorer.tokenizer, torch.load(FIXTURES / "tiny_vae.pth", map_location="cpu", weights_only=True), "vae")
     load_strict(restorer.prior, prior_sd, "prior")
     load_strict(restorer.refiner, refiner_sd, "refiner")
-    paths = [save_checkpoint(folder / "restorevar.pth", "restorer", *restorer_payload(restorer), {"test": True})]
+    paths = [save_checkpoint(folder / "restorevar.pth", restorer, {"test": True})]
     torch.manual_seed(0)
     ldm = LatentDiffusionRestorer(tokenizer_ckpt=str(FIXTURES / "tiny_vae.pth"), tokenizer_preset="tiny",
                                   sampling_steps=3)
-    paths.append(save_checkpoint(folder / "ldm.pth", "baseline", *baseline_payload(ldm), {"test": True}))
-    paths.append(save_checkpoint(folder / "nafnet.pth", "baseline", *baseline_payload(RegressionRestorer()), {}))
+    paths.append(save_checkpoint(folder / "ldm.pth", ldm, {"test": True}))
+    paths.append(save_checkpoint(folder / "nafnet.pth", RegressionRestorer()))
     return [str(p) for p in paths]
 
 

@@ -44,9 +44,7 @@ def assert_finite_logged(trainer: L.Trainer, *names: str) -> None:
 
 
 def random_tokenizer_ckpt(path: Path) -> Path:
-    vae = VQVAE(TokenizerConfig.tiny())
-    return save_checkpoint(path, "tokenizer", {"tokenizer": vae.config.to_dict()},
-                           {f"tokenizer.{k}": v for k, v in vae.state_dict().items()})
+    return save_checkpoint(path, VQVAE(TokenizerConfig.tiny()))
 
 
 def test_tokenizer_full_fit(rvar_data_home, tmp_path):
@@ -55,7 +53,7 @@ def test_tokenizer_full_fit(rvar_data_home, tmp_path):
                          "train/perplexity", "val/psnr", "val/ssim")
     for name in ("export.ckpt", "lightning.ckpt"):
         ckpt = load_checkpoint(tmp_path / name)
-        assert (ckpt["rvar_format"], ckpt["kind"]) == (1, "tokenizer")
+        assert (ckpt["rvar_format"], ckpt["kind"], ckpt["model"]["class_path"]) == (2, "tokenizer", "rvar.nn.tokenizer.VQVAE")
         build_tokenizer(ckpt, name)
     assert list((tmp_path / "images").glob("val_reconstruction_*.png"))  # no logger: PNGs under the log dir
 
@@ -83,7 +81,7 @@ def test_prior_fit(rvar_data_home, tmp_path):
     assert not any(p.requires_grad for p in module.tokenizer.parameters()) and not module.tokenizer.training
     for name in ("export.ckpt", "lightning.ckpt"):
         ckpt = load_checkpoint(tmp_path / name, kinds=("prior",))
-        assert set(ckpt["configs"]) >= {"tokenizer", "prior"}
+        assert ckpt["model"]["init_args"]["refiner"] is None and ckpt["model"]["init_args"]["prior"]["depth"] == 2
         build_restorer(ckpt, name)
 
 

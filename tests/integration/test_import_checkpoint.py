@@ -49,7 +49,8 @@ def test_official_tokenizer_shapes_import(official_vae, tmp_path, capsys):
     out = tmp_path / "vae.ckpt"
     assert main(["import-checkpoint", "--vae", str(official_vae), "-o", str(out)]) == 0
     ckpt = load_checkpoint(out, kinds=["tokenizer"])
-    assert TokenizerConfig(**ckpt["configs"]["tokenizer"]) == TokenizerConfig.vq_f16_256()
+    assert (ckpt["rvar_format"], ckpt["model"]["class_path"]) == (2, "rvar.nn.tokenizer.VQVAE")
+    assert TokenizerConfig(**ckpt["model"]["init_args"]["config"]) == TokenizerConfig.vq_f16_256()
     vae = build_tokenizer(ckpt)
     src = torch.load(official_vae, weights_only=True)
     torch.testing.assert_close(vae.decoder.conv_out.weight, src["decoder.conv_out.weight"])
@@ -64,7 +65,8 @@ def test_var_d16_initialises_a_512px_prior(official_vae, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "dropped" in err and "pos_1LC" in err and "ada_lin" in err and "created" in err and "cross_attn" in err
     ckpt = load_checkpoint(out, kinds=["prior"])
-    assert ckpt["configs"]["prior"]["patch_nums"] == [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
+    assert ckpt["model"]["init_args"]["prior"]["patch_nums"] == [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
+    assert ckpt["model"]["init_args"]["refiner"] is None
     restorer = build_restorer(ckpt)
     src = torch.load(var, weights_only=True)
     torch.testing.assert_close(restorer.prior.blocks[3].attn.mat_qkv.weight, src["blocks.3.attn.mat_qkv.weight"])

@@ -13,7 +13,6 @@ from rvar.inference import load_baseline
 from rvar.nn import count_parameters
 from rvar.nn.checkpoints import load_checkpoint, save_checkpoint
 from rvar.registry import BASELINES
-from rvar_plugins.baselines.common import baseline_payload
 from rvar_plugins.baselines.dit import DenoiserConfig, LatentDiT, denoiser_parameters
 from rvar_plugins.baselines.ldm import LatentDiffusionRestorer
 from rvar_plugins.baselines.nafnet import NAFNet, NAFNetConfig
@@ -75,7 +74,7 @@ def test_short_trainer_fit_and_checkpoint_round_trip(name, tmp_path):
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     ckpt = load_checkpoint(path, kinds=["baseline"])  # the rvar keys sit next to Lightning's
-    assert ckpt["configs"]["baseline"]["name"] == name
+    assert ckpt["model"]["class_path"] == f"{type(module).__module__}.{type(module).__qualname__}"
     rebuilt = load_baseline(ckpt, str(path))
     assert type(rebuilt) is type(module)
     for key, value in module.state_dict().items():
@@ -83,8 +82,7 @@ def test_short_trainer_fit_and_checkpoint_round_trip(name, tmp_path):
     x = batch()["degraded"]
     assert torch.allclose(module.eval().restore_images(x, steps=2), rebuilt.restore_images(x, steps=2))
     # the same through save_checkpoint (no Lightning)
-    configs, state = baseline_payload(rebuilt)
-    plain = save_checkpoint(tmp_path / "plain.pth", "baseline", configs, state, {"test": True})
+    plain = save_checkpoint(tmp_path / "plain.pth", rebuilt, {"test": True})
     again = load_baseline(load_checkpoint(plain), str(plain))
     assert torch.allclose(again.restore_images(x, steps=2), rebuilt.restore_images(x, steps=2))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rvar.nn.checkpoints import restorer_payload, save_checkpoint
+from rvar.nn.checkpoints import save_checkpoint
 from rvar.nn.prior import PriorConfig
 from rvar.nn.restorer import Restorer
 from rvar.nn.tokenizer import TokenizerConfig
@@ -67,8 +67,7 @@ def tiny_inputs(tmp_path_factory) -> dict:
     sizes = {name: yaml.safe_load((ROOT / "experiments" / "tiny" / f"{name}.yaml").read_text())["model"]["init_args"][name]
              for name in ("tokenizer", "prior")}
     restorer = Restorer(TokenizerConfig(**sizes["tokenizer"]), PriorConfig(**sizes["prior"]), None)
-    configs, sd = restorer_payload(restorer)
-    return {"prior": save_checkpoint(folder / "prior.ckpt", "prior", configs, sd)}
+    return {"prior": save_checkpoint(folder / "prior.ckpt", restorer)}
 
 
 @pytest.mark.parametrize("path", TINY, ids=lambda p: p.relative_to(ROOT / "experiments").as_posix())

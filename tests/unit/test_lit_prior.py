@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from rvar.errors import UserError
 from rvar.lit import PriorModule, TokenizerModule
-from rvar.nn.checkpoints import save_checkpoint
+from rvar.nn.checkpoints import checkpoint_entries, save_checkpoint
 from rvar.nn.prior import PriorConfig, RestoreVARPrior
 from rvar.nn.tokenizer import VQVAE, TokenizerConfig
 
@@ -23,10 +23,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.fixture(scope="module")
 def tokenizer_ckpt(tmp_path_factory):
     torch.manual_seed(0)
-    vae = VQVAE(TokenizerConfig.tiny())
     path = tmp_path_factory.mktemp("prior") / "tokenizer.ckpt"
-    return str(save_checkpoint(path, "tokenizer", {"tokenizer": vae.config.to_dict()},
-                               {f"tokenizer.{k}": v for k, v in vae.state_dict().items()}))
+    return str(save_checkpoint(path, VQVAE(TokenizerConfig.tiny())))
 
 
 class LossHistory(L.Callback):
@@ -81,7 +79,8 @@ def test_prior_takes_the_tokenizer_geometry(tokenizer_ckpt):
     tokenizer = module.tokenizer.config
     assert module.prior.config == PriorConfig.for_tokenizer(tokenizer, depth=2, embed_dim=128, num_heads=2)
     assert (module.prior.config.patch_nums, module.prior.config.vocab_size) == (tokenizer.patch_nums, 64)
-    assert module.rvar_payload()[1]["prior"]["patch_nums"] == list(tokenizer.patch_nums)  # checkpoints keep it
+    model = checkpoint_entries(module)["model"]  # checkpoints keep the geometry
+    assert model["init_args"]["prior"]["patch_nums"] == list(tokenizer.patch_nums) and model["init_args"]["refiner"] is None
 
 
 def test_geometry_check_names_both_values():

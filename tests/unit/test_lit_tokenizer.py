@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from rvar.errors import UserError
 from rvar.lit import TokenizerModule
+from rvar.nn.checkpoints import checkpoint_entries, load_checkpoint, save_checkpoint
 from rvar.nn.tokenizer import TokenizerConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -37,9 +38,12 @@ def test_gan_term_trains_both_networks(tmp_path):
     assert not torch.equal(g_before, module.tokenizer.decoder.conv_out.weight)
     assert any(not torch.equal(v, module.discriminator.state_dict()[k]) for k, v in d_before.items())
     assert torch.isfinite(trainer.callback_metrics["train/discriminator_gan"])
-    assert not any(k.startswith("discriminator.") for k in module.rvar_state_dict())
-    kind, configs, meta = module.rvar_payload()
-    assert kind == "tokenizer" and set(configs) == {"tokenizer"} and meta["mode"] == "full"
+    entries = checkpoint_entries(module, module.rvar_meta())
+    assert entries["kind"] == "tokenizer" and entries["meta"]["mode"] == "full"
+    assert entries["model"] == {"class_path": "rvar.nn.tokenizer.VQVAE",
+                                "init_args": {"config": TokenizerConfig.tiny().to_dict()}}
+    path = save_checkpoint(tmp_path / "tokenizer.ckpt", module)
+    assert all(k.startswith("tokenizer.") for k in load_checkpoint(path)["state_dict"])  # no discriminator
 
 
 def test_codebook_is_drawn_from_data_and_dead_codes_restart(tmp_path):
@@ -64,7 +68,7 @@ def test_decoder_mode_freezes_encoder_and_quantizer():
     assert trainable == {"decoder", "post_quant_conv"}
     module.train()
     assert not module.tokenizer.encoder.training and module.tokenizer.decoder.training
-    assert module.rvar_payload()[2]["decoder"] == "finetuned"
+    assert module.rvar_meta()["decoder"] == "finetuned"
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"tokenizer": TokenizerConfig.tiny(), "mode": "encoder"}])

@@ -169,15 +169,14 @@ def test_refiner_pixel_loss_reaches_the_refiner_through_the_frozen_decoder(tmp_p
     from rvar.lit.refiner import RefinerModule
     from rvar.nn.checkpoints import save_checkpoint
     from rvar.nn.prior import PriorConfig, RestoreVARPrior
+    from rvar.nn.restorer import Restorer
     from rvar.nn.tokenizer import VQVAE
 
     tok = TokenizerConfig.cpu_f8()
     prior = PriorConfig.tiny(patch_nums=tok.patch_nums, vocab_size=tok.vocab_size)
     torch.manual_seed(0)
-    state = {**{f"tokenizer.{k}": v for k, v in VQVAE(tok).state_dict().items()},
-             **{f"prior.{k}": v for k, v in RestoreVARPrior(prior).state_dict().items()}}
     path = tmp_path / "prior.ckpt"
-    save_checkpoint(path, "prior", {"tokenizer": tok.to_dict(), "prior": prior.to_dict()}, state)
+    save_checkpoint(path, Restorer.from_networks(VQVAE(tok), RestoreVARPrior(prior)))
     g = torch.Generator().manual_seed(1)
     batch = {"degraded": torch.rand(2, 3, 64, 64, generator=g), "clean": torch.rand(2, 3, 64, 64, generator=g),
              "degradation": ["haze", "rain"]}
