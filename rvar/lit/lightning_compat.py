@@ -5,7 +5,8 @@ installed Lightning, so an upgrade that breaks one fails there, loudly.
 """
 from __future__ import annotations
 
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 from weakref import proxy
 
 import lightning.pytorch as pl
@@ -58,3 +59,26 @@ def mlflow_pending_run_id(logger: MLFlowLogger) -> Optional[str]:
 def set_mlflow_run_id(logger: MLFlowLogger, run_id: str) -> None:
     """Make a logger whose run has not started continue the existing run ``run_id``."""
     logger._run_id = run_id
+
+
+@contextmanager
+def mlflow_logger_without_client() -> Iterator[None]:
+    """Build an ``MLFlowLogger`` inside this block and it opens no store: its ``__init__`` creates an
+    ``mlflow.tracking.MlflowClient`` at once, which for a ``sqlite:///`` URI creates the database file, even on
+    ranks that never log. :func:`ensure_mlflow_client` creates the client later, if that process needs one."""
+    import mlflow.tracking
+
+    real = mlflow.tracking.MlflowClient
+    mlflow.tracking.MlflowClient = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        mlflow.tracking.MlflowClient = real
+
+
+def ensure_mlflow_client(logger: MLFlowLogger) -> None:
+    """Give a logger built under :func:`mlflow_logger_without_client` its client (no-op when it has one)."""
+    if logger._mlflow_client is None:
+        from mlflow.tracking import MlflowClient
+
+        logger._mlflow_client = MlflowClient(logger._tracking_uri)

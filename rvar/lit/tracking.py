@@ -24,17 +24,18 @@ import subprocess
 import tempfile
 import warnings
 from argparse import Namespace
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 import lightning.pytorch as pl
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from rvar.lit.lightning_compat import last_checkpoints, mlflow_pending_run_id, mlflow_run_started, set_mlflow_run_id
+from rvar.lit.lightning_compat import (ensure_mlflow_client, last_checkpoints, mlflow_logger_without_client,
+                                      mlflow_pending_run_id, mlflow_run_started, set_mlflow_run_id)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 RUN_ID_KEY = "mlflow_run_id"  # where checkpoints keep the MLflow run id
@@ -138,20 +139,6 @@ def is_global_rank_zero() -> bool:
     return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0").strip() in ("", "0")
 
 
-@contextmanager
-def _no_mlflow_client() -> Iterator[None]:
-    """Make ``MLFlowLogger.__init__`` skip its ``MlflowClient(tracking_uri)``: the client opens the store at once,
-    and for a ``sqlite:///`` URI that creates the database file, on ranks that never log anything."""
-    import mlflow.tracking
-
-    real = mlflow.tracking.MlflowClient
-    mlflow.tracking.MlflowClient = lambda *args, **kwargs: None
-    try:
-        yield
-    finally:
-        mlflow.tracking.MlflowClient = real
-
-
 class RVARMLFlowLogger(MLFlowLogger):
     """Lightning's ``MLFlowLogger`` with rvar's defaults.
 
@@ -174,7 +161,7 @@ class RVARMLFlowLogger(MLFlowLogger):
                  log_model: bool = False, prefix: str = "") -> None:
         tracking_uri = resolve_tracking_uri(tracking_uri)
         run_name = run_name or default_run_name(command="run")
-        with nullcontext() if is_global_rank_zero() else _no_mlflow_client():
+        with nullcontext() if is_global_rank_zero() else mlflow_logger_without_client():
             super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri,
                              tags=dict(tags or {}), save_dir=None, log_model=log_model, prefix=prefix,
                              artifact_location=artifact_location or default_artifact_location(tracking_uri),
@@ -192,10 +179,7 @@ class RVARMLFlowLogger(MLFlowLogger):
     def experiment(self):
         """The MLflow client; creates (or reopens) the run on first use, on rank 0 only."""
         if not mlflow_run_started(self) and rank_zero_only.rank == 0:
-            if self._mlflow_client is None:  # built while the environment named another rank (see __init__)
-                from mlflow.tracking import MlflowClient
-
-                self._mlflow_client = MlflowClient(self._tracking_uri)
+            ensure_mlflow_client(self)  # built while the environment named another rank (see __init__)
             if mlflow_pending_run_id(self) is None:
                 self.tags = {**run_tags(), **(self.tags or {})}
                 client = super().experiment

@@ -81,6 +81,17 @@ def test_mlflow_run_shims(tmp_path):
     assert not compat.mlflow_run_started(again) and again.run_id == run_id and compat.mlflow_run_started(again)
 
 
+def test_mlflow_logger_without_client_opens_no_store_until_asked(tmp_path):
+    db = tmp_path / "mlflow.db"
+    with compat.mlflow_logger_without_client():
+        logger = MLFlowLogger(experiment_name="compat", tracking_uri=f"sqlite:///{db}")
+    assert not db.exists()  # Lightning's __init__ would have created it through MlflowClient
+    import mlflow.tracking
+    assert isinstance(mlflow.tracking.MlflowClient, type)  # the real class is back after the block
+    compat.ensure_mlflow_client(logger)
+    assert logger.run_id and db.exists()
+
+
 def test_resumable_data_position_uses_the_public_train_dataloader(tmp_path):
     """ResumableDataPosition reads trainer.train_dataloader (public) instead of fit_loop._combined_loader."""
     from rvar.lit.callbacks import ResumableDataPosition
