@@ -151,13 +151,16 @@ def write_budget_plot(path: Path, history: List[Dict[str, object]]) -> bool:
     if not models:
         return False
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for model in models:
+    for model in models:  # every run as a dot, the line through each budget's mean (repeats spread)
         pts = [(h["minutes"], h["psnr"][model]) for h in history if model in h["psnr"]]
+        budgets = sorted({m for m, _ in pts})
+        means = [sum(v for m, v in pts if m == b) / sum(m == b for m, _ in pts) for b in budgets]
         style = dict(color="grey", linestyle="--") if "input" in model else {}
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=model, **style)
+        line, = ax.plot(budgets, means, label=model, **style)
+        ax.scatter([m for m, _ in pts], [v for _, v in pts], color=line.get_color(), s=18, zorder=3)
     ax.set_xlabel("demo budget (minutes, 2 CPU cores)")
     ax.set_ylabel("PSNR (dB), all degradations")
-    ax.set_title("quality versus training budget")
+    ax.set_title("quality versus training budget (dots: runs, lines: means)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
