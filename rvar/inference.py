@@ -203,9 +203,10 @@ def load_baseline(ckpt: Mapping[str, Any], source: str = "checkpoint"):
     unknown baseline, or weights that do not fit."""
     from rvar.nn.checkpoints import RVAR_NETWORKS, load_network, model_description
 
-    if ckpt.get("kind") != "baseline" or model_description(ckpt, source)["class_path"] in RVAR_NETWORKS:
+    description = model_description(ckpt, source)
+    if ckpt.get("kind") != "baseline" or description["class_path"] in RVAR_NETWORKS:
         raise CheckpointError(f"{source}: is a {ckpt.get('kind')} checkpoint, not a baseline")
-    return load_network(model_description(ckpt, source), ckpt["state_dict"], source)
+    return load_network(description, ckpt["state_dict"], source)
 
 
 __all__ = ["apply_any_size", "run_tiled", "run_resized", "load_restoration_model", "load_tokenizer_model",
