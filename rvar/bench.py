@@ -16,6 +16,7 @@ and are not timed.
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -105,10 +106,9 @@ def matched_denoiser(tok_cfg, prior_cfg, prior_parameters: int) -> torch.nn.Modu
 
 
 # ---- 2. one size --------------------------------------------------------------------------------------------
-def bench_size(name: str, repeats: int = 3, batch: int = 1, ldm_steps: Sequence[int] = (50, 20),
-               with_no_cache: bool = True, with_bf16: bool = True, peak_fp32: Optional[float] = None,
+def bench_size(name: str, repeats: int = 3, with_no_cache: bool = True, peak_fp32: Optional[float] = None,
                warmup: int = 1, log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Time RestoreVAR sampling and the matched LDM at one size; returns seconds, ratios and counts.
+    """Time RestoreVAR sampling (batch 1) and the matched LDM at one size; returns seconds, ratios and counts.
 
     The first measurement (KV-cached fp32 sampling) always gets one untimed warm-up call; ``warmup`` is the
     number of warm-up calls of the others (0 in ``--quick`` runs at d16, where one call takes seconds).
@@ -117,8 +117,7 @@ def bench_size(name: str, repeats: int = 3, batch: int = 1, ldm_steps: Sequence[
     from rvar.nn.prior import RestoreVARPrior
     from rvar.nn.tokenizer.quantizer import MultiScaleQuantizer
 
-    ldm_module = ldm_baseline()
-    denoise, make_sampler, train_schedule = ldm_module.denoise, ldm_module.make_sampler, ldm_module.train_schedule
+    diffusion = ldm_baseline()
 
     tok_cfg, prior_cfg, _ = size_spec(name)
     torch.manual_seed(0)
@@ -131,10 +130,10 @@ def bench_size(name: str, repeats: int = 3, batch: int = 1, ldm_steps: Sequence[
     ldm_params = count_parameters(denoiser)
     side = tok_cfg.patch_nums[-1]
     g = torch.Generator().manual_seed(0)
-    cond_BChw = torch.randn(batch, tok_cfg.z_channels, side, side, generator=g)
+    cond_BChw = torch.randn(1, tok_cfg.z_channels, side, side, generator=g)
     cond_BSCv = cond_BChw.flatten(2).transpose(1, 2).contiguous()
-    x_teacher = torch.randn(batch, prior_cfg.num_tokens - prior.first_l, tok_cfg.z_channels, generator=g)
-    schedule = train_schedule()
+    x_teacher = torch.randn(1, prior_cfg.num_tokens - prior.first_l, tok_cfg.z_channels, generator=g)
+    schedule = diffusion.train_schedule()
 
     def var(use_cache: bool = True):
         return prior.sample(cond_BSCv, quantizer, use_cache=use_cache)
@@ -144,11 +143,11 @@ def bench_size(name: str, repeats: int = 3, batch: int = 1, ldm_steps: Sequence[
             return prior.sample(cond_BSCv, quantizer)
 
     def ldm(steps: int):
-        sampler = make_sampler("ddim" if steps >= 50 else "dpm_solver", schedule.config)
-        return denoise(denoiser, sampler, cond_BChw, steps, torch.Generator().manual_seed(0))
+        sampler = diffusion.make_sampler("ddim" if steps >= 50 else "dpm_solver", schedule.config)
+        return diffusion.denoise(denoiser, sampler, cond_BChw, steps, torch.Generator().manual_seed(0))
 
     out: Dict[str, Any] = {"size": name, "image_size": tok_cfg.image_size, "latent": [tok_cfg.z_channels, side, side],
-                           "tokens": prior_cfg.num_tokens, "batch": batch, "prior_parameters": prior_params,
+                           "tokens": prior_cfg.num_tokens, "batch": 1, "prior_parameters": prior_params,
                            "ldm_parameters": ldm_params, "ldm_depth": denoiser.config.depth,
                            "parameter_ratio": ldm_params / prior_params, "seconds": {}}
     seconds = out["seconds"]
@@ -159,19 +158,18 @@ def bench_size(name: str, repeats: int = 3, batch: int = 1, ldm_steps: Sequence[
         if with_no_cache:
             log(f"[{name}] RestoreVAR sampling without KV cache ...")
             seconds["var_no_cache"] = best_time(lambda: var(False), repeats, warmup)
-        if with_bf16:
-            log(f"[{name}] RestoreVAR sampling, bf16 autocast ...")
-            seconds["var_bf16"] = best_time(var_bf16, repeats, warmup)
-        for steps in ldm_steps:
+        log(f"[{name}] RestoreVAR sampling, bf16 autocast ...")
+        seconds["var_bf16"] = best_time(var_bf16, repeats, warmup)
+        for steps in (50, 20):
             log(f"[{name}] LDM, {steps} steps ...")
             seconds[f"ldm_{steps}"] = best_time(lambda: ldm(steps), repeats if name == "tiny" else 1,
                                                 warmup=warmup if name == "tiny" else 0)
         out["var_flops"] = count_flops(var)
     t = seconds
-    out["speedup_vs_ldm"] = t["ldm_50"] / t["var"] if "ldm_50" in t else None
-    out["speedup_vs_ldm_20"] = t["ldm_20"] / t["var"] if "ldm_20" in t else None
+    out["speedup_vs_ldm"] = t["ldm_50"] / t["var"]
+    out["speedup_vs_ldm_20"] = t["ldm_20"] / t["var"]
     out["kv_cache_speedup"] = t["var_no_cache"] / t["var"] if "var_no_cache" in t else None
-    out["bf16_speedup"] = t["var"] / t["var_bf16"] if "var_bf16" in t else None
+    out["bf16_speedup"] = t["var"] / t["var_bf16"]
     out["sampling_vs_forward"] = t["var"] / t["forward"]
     out["var_flops_per_second"] = out["var_flops"] / t["var"]
     out["flops_utilization"] = out["var_flops_per_second"] / peak_fp32 if peak_fp32 else None
@@ -189,8 +187,6 @@ def machine() -> Dict[str, Any]:
                 break
     except OSError:
         pass
-    import os
-
     return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "bf16_supported": native_bf16()}
 

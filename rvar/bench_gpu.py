@@ -78,7 +78,6 @@ def bench_ldm(device: torch.device, tiny: bool, steps=(50, 20), repeats: int = 2
     from rvar.nn.tokenizer import VQVAE
 
     ldm = ldm_baseline()  # the baseline through the registry, like rvar bench
-    denoise, make_sampler, train_schedule = ldm.denoise, ldm.make_sampler, ldm.train_schedule
     tok_cfg, prior_cfg, _ = configs(tiny)
     prior_params = count_parameters(RestoreVARPrior(prior_cfg))
     torch.manual_seed(0)
@@ -86,14 +85,14 @@ def bench_ldm(device: torch.device, tiny: bool, steps=(50, 20), repeats: int = 2
     tokenizer = VQVAE(tok_cfg).eval().to(device)
     side = tok_cfg.image_size
     image = random_images(1, side, device)
-    schedule = train_schedule()
+    schedule = ldm.train_schedule()
     out: Dict[str, Any] = {"parameters": count_parameters(denoiser), "seconds_per_image": {}}
     for n in steps:
         def run(n=n):
             with torch.inference_mode(), autocast("bf16", device):
                 cond = tokenizer.encode_continuous(image)
-                sampler = make_sampler("ddim" if n >= 50 else "dpm_solver", schedule.config)
-                latent = denoise(denoiser, sampler, cond, n, torch.Generator(device="cpu").manual_seed(0))
+                sampler = ldm.make_sampler("ddim" if n >= 50 else "dpm_solver", schedule.config)
+                latent = ldm.denoise(denoiser, sampler, cond, n, torch.Generator(device="cpu").manual_seed(0))
                 return tokenizer.decode(latent.to(cond.dtype))
 
         out["seconds_per_image"][str(n)] = best_time(run, repeats, device=device)

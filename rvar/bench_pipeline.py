@@ -77,9 +77,8 @@ def run_pipeline_bench(sizes: Sequence[str], precisions: Sequence[str] = PRECISI
 def format_pipeline(results: List[Dict[str, Any]]) -> str:
     lines = ["| size | precision | parameters | restore s / image | tokenizer encode+decode s | peak memory MiB "
              "| GFLOP / restore | pipeline_flops_utilization |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in results:
-        lines.append(f"| {r['size']} ({r['image_size']} px) | {r['precision']} | {r['parameters'] / 1e6:.1f} M | "
-                     f"{r['restore_seconds']:.3f} | {r['tokenizer_encode_decode_seconds']:.3f} | "
-                     f"{r['peak_memory_mib']:.0f} | {r['restore_flops'] / 1e9:.1f} | "
-                     f"{100 * r['pipeline_flops_utilization']:.1f} % |")
+    lines += [f"| {r['size']} ({r['image_size']} px) | {r['precision']} | {r['parameters'] / 1e6:.1f} M | "
+              f"{r['restore_seconds']:.3f} | {r['tokenizer_encode_decode_seconds']:.3f} | "
+              f"{r['peak_memory_mib']:.0f} | {r['restore_flops'] / 1e9:.1f} | "
+              f"{100 * r['pipeline_flops_utilization']:.1f} % |" for r in results]
     return "\n".join(lines)

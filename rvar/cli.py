@@ -144,8 +144,7 @@ class _Parser(argparse.ArgumentParser):
 def usage() -> str:
     """The text of ``rvar --help``: every subcommand with one line, then examples."""
     lines = ["usage: rvar COMMAND [options]   (rvar COMMAND --help for details)", "", "commands:"]
-    for name, text in LIGHTNING_COMMANDS.items():
-        lines.append(f"  {name:<18} {text}")
+    lines += [f"  {name:<18} {text}" for name, text in LIGHTNING_COMMANDS.items()]
     for name, module_path in COMMANDS.items():
         try:
             text = importlib.import_module(module_path).HELP

@@ -173,11 +173,8 @@ class ProtocolDataset(Dataset):
         self.size, self.pipeline, self.seed, self.stream = int(size), pipeline, int(seed), stream
         self.items: List[tuple] = []  # (kind, first path, second path or None, label)
         for source in sources:
-            kind = source_kind(source)
-            if kind == "clean":
-                found = [("clean", p, None, None) for p in scan_clean_folders([source])]
-            else:
-                found = [("pair", e.input_path, e.target_path, e.degradation) for e in load_pairs([source])]
+            found = ([("clean", p, None, None) for p in scan_clean_folders([source])] if source_kind(source) == "clean"
+                     else [("pair", e.input_path, e.target_path, e.degradation) for e in load_pairs([source])])
             self.items.extend(found[:max_images] if max_images else found)
 
     def __len__(self) -> int:
@@ -211,12 +208,10 @@ def table1_rows(per_image: Sequence[Mapping[str, object]]) -> List[Dict[str, obj
         dataset = table1_set(str(row["degradation"])) or str(row["degradation"])
         groups.setdefault((str(row.get("model", "model")), dataset), []).append(row)
     order = {name: n for n, name in enumerate(TABLE1_SETS)}
-    out = []
-    for (model, dataset), rows in sorted(groups.items(), key=lambda kv: (order.get(kv[0][1], 99), kv[0][1])):
-        out.append({"model": model, "dataset": dataset, "images": len(rows),
-                    "psnr": mean(r["psnr"] for r in rows if np.isfinite(float(r["psnr"]))) or 0.0,
-                    "ssim": mean(r["ssim"] for r in rows), "lpips": mean(r.get("lpips") for r in rows)})
-    return out
+    return [{"model": model, "dataset": dataset, "images": len(rows),
+             "psnr": mean(r["psnr"] for r in rows if np.isfinite(float(r["psnr"]))) or 0.0,
+             "ssim": mean(r["ssim"] for r in rows), "lpips": mean(r.get("lpips") for r in rows)}
+            for (model, dataset), rows in sorted(groups.items(), key=lambda kv: (order.get(kv[0][1], 99), kv[0][1]))]
 
 
 def format_table1(rows: Sequence[Mapping[str, object]], protocol: str = "restorevar") -> str:
@@ -225,11 +220,7 @@ def format_table1(rows: Sequence[Mapping[str, object]], protocol: str = "restore
                                                       if protocol == "restorevar" else
                                                       " (native size; not comparable with the paper's rows)"),
              "", "| test set | model | images | PSNR | SSIM | LPIPS |", "|---|---|---:|---:|---:|---:|"]
-    datasets = []
-    for row in rows:
-        if row["dataset"] not in datasets:
-            datasets.append(row["dataset"])
-    for dataset in datasets:
+    for dataset in dict.fromkeys(row["dataset"] for row in rows):  # in order of first appearance
         for row in (r for r in rows if r["dataset"] == dataset):
             lp = "-" if row["lpips"] is None else f"{float(row['lpips']):.3f}"
             lines.append(f"| {dataset} | {row['model']} | {row['images']} | {float(row['psnr']):.2f} | "

@@ -33,7 +33,7 @@ class Registry:
         self._items: Dict[str, Any] = {}
         self._origin: Dict[str, str] = {}
 
-    def register(self, name: Optional[str] = None, obj: Any = None, origin: Optional[str] = None):
+    def register(self, name: Optional[str] = None, obj: Any = None):
         """Register ``obj`` under ``name``; usable as ``@registry.register("name")`` or directly."""
 
         def _add(target: Any) -> Any:
@@ -41,11 +41,9 @@ class Registry:
             if not key:
                 raise ValueError(f"a {self.kind} plugin needs a name")
             if key in self._items and self._items[key] is not target:
-                raise KeyError(
-                    f"{self.kind} {key!r} is already registered (by {self._origin[key]}); pick another name"
-                )
+                raise KeyError(f"{self.kind} {key!r} is already registered (by {self._origin[key]}); pick another name")
             self._items[key] = target
-            self._origin[key] = origin or getattr(target, "__module__", "?")
+            self._origin[key] = getattr(target, "__module__", "?")
             return target
 
         return _add(obj) if obj is not None else _add

@@ -103,14 +103,12 @@ def slider_section(compare_dir: Path) -> str:
         return ""
     models = columns[1:-1]
     preferred = next((m for m in models if "restorevar" in m.lower()), models[0] if models else columns[-1])
-    cards = []
-    for number, sample in enumerate(index["samples"]):
-        cards.append(
-            f'<figure class="rv-card" data-sample="{number}"><div class="rv-frame"><img class="rv-b" alt="">'
-            f'<img class="rv-a" alt=""><div class="rv-line"></div><span class="rv-tag l"></span>'
-            f'<span class="rv-tag r"></span></div><input type="range" min="0" max="100" value="50" '
-            f'aria-label="divide"><figcaption>{html.escape(sample["degradation"])}: '
-            f'{html.escape(sample["image"])}</figcaption></figure>')
+    cards = [f'<figure class="rv-card" data-sample="{number}"><div class="rv-frame"><img class="rv-b" alt="">'
+             f'<img class="rv-a" alt=""><div class="rv-line"></div><span class="rv-tag l"></span>'
+             f'<span class="rv-tag r"></span></div><input type="range" min="0" max="100" value="50" '
+             f'aria-label="divide"><figcaption>{html.escape(sample["degradation"])}: '
+             f'{html.escape(sample["image"])}</figcaption></figure>'
+             for number, sample in enumerate(index["samples"])]
     payload = json.dumps({"columns": columns, "samples": samples}).replace("</", "<\\/")
     return (f"<h2>Before / after</h2><p>Drag across an image (or its slider) to move the divide; choose the two "
             f"versions to compare:</p><div class='rv-controls'>left<select id='rv-left'>"

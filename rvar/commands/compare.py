@@ -185,8 +185,8 @@ def degradation_specs(text: str) -> List[DegradationSpec]:
             if not sep or not key or number is None:
                 raise UserError(f"--degradations: {item!r}: write strengths as NAME:KEY=NUMBER, e.g. jpeg:quality=12")
             options[key] = [number, number]
-        for known in parse_names(name):
-            specs.append(DegradationSpec(item.strip() if known == name else known, known, options))
+        specs += [DegradationSpec(item.strip() if known == name else known, known, options)
+                  for known in parse_names(name)]
     return specs
 
 
@@ -201,10 +201,8 @@ def load_samples(data: str, specs: List[DegradationSpec], size: int, seed: int, 
     from rvar.protocol import lanczos_resize, paired_resize
 
     resize = protocol == "restorevar"
-    if data in EMBEDDED:
-        kind, folder = "clean", ensure_embedded() / EMBEDDED[data]
-    else:
-        kind, folder = source_kind(data), Path(data)
+    kind, folder = (("clean", ensure_embedded() / EMBEDDED[data]) if data in EMBEDDED
+                    else (source_kind(data), Path(data)))
     samples: List[Sample] = []
     if kind == "clean":
         paths = scan_clean_folders([folder])[: max_images or None]
@@ -350,9 +348,7 @@ def write_samples(out_dir: Path, contenders: List[Contender], samples: List[Samp
 
 def _seconds_label(value: float, _position=None) -> str:
     """Tick text of the log time axis: ``20 ms``, ``0.5 s``, ``3 s``."""
-    if value < 1:
-        return f"{value * 1000:.3g} ms"
-    return f"{value:.3g} s"
+    return f"{value * 1000:.3g} ms" if value < 1 else f"{value:.3g} s"
 
 
 def write_plot(path: Path, table: List[Dict]) -> None:

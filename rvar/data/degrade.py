@@ -121,10 +121,8 @@ class DegradationPipeline:
         if not self.ops:
             return plan
         generator = torch.Generator().manual_seed(sample_seed_)
-        if self.mode == "one_of":
-            chosen = [int(torch.multinomial(self._weights, 1, generator=generator))]
-        else:
-            chosen = list(range(len(self.ops)))
+        chosen = ([int(torch.multinomial(self._weights, 1, generator=generator))] if self.mode == "one_of"
+                  else range(len(self.ops)))
         for position in chosen:
             draw = float(torch.rand(1, generator=generator))
             op_seed = int(torch.randint(0, 2**62, (1,), generator=generator))

@@ -31,6 +31,14 @@ def restorevar_adamw(params: Iterable) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
 
 
+def log_per_degradation(module: L.LightningModule, key: str, values_B: torch.Tensor, degradations: List[str]) -> None:
+    """``key/<degradation>`` epoch means, weighted by the number of images of each degradation."""
+    for label in sorted(set(degradations)):
+        mask = torch.tensor([d == label for d in degradations], device=values_B.device)
+        module.log(f"{key}/{label}", values_B[mask].mean(), batch_size=int(mask.sum()), on_step=False,
+                   on_epoch=True, sync_dist=True)
+
+
 def freeze(module: nn.Module) -> nn.Module:
     """No gradients, eval mode (dropout off, quantiser EMA untouched)."""
     return module.requires_grad_(False).eval()
@@ -94,13 +102,6 @@ class RVARModule(L.LightningModule):
         self.log(f"{stage}/{name}", value, batch_size=batch_size, on_step=on_step, on_epoch=not on_step,
                  prog_bar=kwargs.pop("prog_bar", False), sync_dist=not on_step, **kwargs)
 
-    def log_per_degradation(self, name: str, values_B: torch.Tensor, degradations: List[str], stage: str) -> None:
-        """``stage/name/<degradation>`` means, weighted by the number of images of each degradation."""
-        for label in sorted(set(degradations)):
-            mask = torch.tensor([d == label for d in degradations], device=values_B.device)
-            self.log(f"{stage}/{name}/{label}", values_B[mask].mean(), batch_size=int(mask.sum()),
-                     on_step=False, on_epoch=True, sync_dist=True)
-
     @torch.no_grad()
     def log_restoration(self, stage: str, pred01_B3HW: torch.Tensor, clean01_B3HW: torch.Tensor,
                         degradations: List[str], suffix: str = "") -> torch.Tensor:
@@ -113,7 +114,7 @@ class RVARModule(L.LightningModule):
             values["lpips"] = lpips_per_image(lpips, pred01_B3HW, clean01_B3HW)
         for name, values_B in values.items():
             self.log_metric(f"{name}{suffix}", values_B.mean(), B, stage, prog_bar=name == "psnr")
-            self.log_per_degradation(f"{name}{suffix}", values_B, degradations, stage)
+            log_per_degradation(self, f"{stage}/{name}{suffix}", values_B, degradations)
         return values["psnr"]
 
     def lpips_model(self) -> Optional[nn.Module]:

@@ -39,7 +39,6 @@ class PriorModule(RVARModule):
             about one more forward of compute; same outputs and gradients). See :mod:`rvar.nn.checkpointing`.
     """
 
-
     def __init__(self, tokenizer_ckpt: Optional[str] = None, prior: Optional[PriorConfig] = None,
                  init_from: Optional[str] = None, label_smoothing: float = 0.0,
                  optimizer: OptimizerCallable = restorevar_adamw, val_max_batches: Optional[int] = 4,
@@ -64,8 +63,7 @@ class PriorModule(RVARModule):
         if init is not None:
             load_strict(self.prior, sub_state_dict(init["state_dict"], "prior."), init_from)
         # 3. optional activation checkpointing (training memory)
-        self.gradient_checkpointing = bool(gradient_checkpointing)
-        if self.gradient_checkpointing:
+        if gradient_checkpointing:
             enable_activation_checkpointing(self.prior.blocks)
 
     # ---- steps --------------------------------------------------------------------------------------

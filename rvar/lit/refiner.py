@@ -45,7 +45,6 @@ class RefinerModule(RVARModule):
             alike; the pixel term weighs errors by what they do to the image (the CPU demo recipe uses it).
     """
 
-
     def __init__(self, prior_ckpt: str, refiner_dim: int = 384, refiner_depth: int = 12, refiner_heads: int = 6,
                  refiner_mlp_dim: int = 768, optimizer: OptimizerCallable = restorevar_adamw,
                  val_max_batches: Optional[int] = None, grid_images: int = 4,
@@ -67,8 +66,7 @@ class RefinerModule(RVARModule):
             in_dim_degraded=pc.z_channels if condition_on_degraded else 0,
             residual_from_degraded=residual_from_degraded))
         # 3. optional activation checkpointing (training memory)
-        self.gradient_checkpointing = bool(gradient_checkpointing)
-        if self.gradient_checkpointing:
+        if gradient_checkpointing:
             enable_activation_checkpointing(refiner_units(self.refiner))
 
     # ---- steps --------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from rvar.inference import apply_any_size, load_restoration_model
+from rvar.lit.base import log_per_degradation
 from rvar.io import save_grid, write_image
 from rvar.errors import UserError
 from rvar.protocol import TABLE1_SETS, EvalProtocol, ProtocolScorer, format_table1, table1_set
@@ -95,9 +96,7 @@ class RestorerModule(L.LightningModule):
             if values is None:
                 continue
             self.log(f"test/{name}", values.mean(), batch_size=B, sync_dist=True)
-            for label in sorted(set(labels)):
-                mask = torch.tensor([d == label for d in labels], device=values.device)
-                self.log(f"test/{name}/{label}", values[mask].mean(), batch_size=int(mask.sum()), sync_dist=True)
+            log_per_degradation(self, f"test/{name}", values, labels)
         for i, label in enumerate(labels):
             row = self.table_sets.index(table1_set(label) or "other")
             lpips = scores["lpips"]
@@ -108,12 +107,9 @@ class RestorerModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         sums = self.trainer.strategy.reduce(self.table_sums, reduce_op="sum")
-        rows = []
-        for name, (count, psnr, ssim, lpips, lpips_count) in zip(self.table_sets, sums.tolist()):
-            if count:
-                rows.append({"model": Path(self.hparams.ckpt).name, "dataset": name, "images": int(count),
-                             "psnr": psnr / count, "ssim": ssim / count,
-                             "lpips": lpips / lpips_count if lpips_count else None})
+        rows = [{"model": Path(self.hparams.ckpt).name, "dataset": name, "images": int(count), "psnr": psnr / count,
+                 "ssim": ssim / count, "lpips": lpips / lpips_count if lpips_count else None}
+                for name, (count, psnr, ssim, lpips, lpips_count) in zip(self.table_sets, sums.tolist()) if count]
         if self.trainer.is_global_zero and rows:
             table = format_table1(rows, self.scorer.protocol.name)
             print(table)

@@ -76,7 +76,6 @@ class TokenizerModule(RVARModule):
         self.native_crops_only = mode == "full"  # the decoder alone renders latents of any size
         self.l1_weight, self.l2_weight, self.vq_weight = l1_weight, l2_weight, vq_weight
         self.perceptual_weight, self.gan_weight, self.gan_start_step = perceptual_weight, gan_weight, gan_start_step
-        self.source_kind = "tokenizer"
         self.codebook_restart_every = int(codebook_restart_every)
         self.continuous_weight = float(continuous_weight)
         # 1. networks: the tokenizer, plus a frozen prior/refiner when fine-tuning a restorer's decoder
@@ -97,8 +96,7 @@ class TokenizerModule(RVARModule):
 
     def _load_init(self, path: str) -> None:
         ckpt = load_checkpoint(path)
-        self.source_kind = ckpt.get("kind", "tokenizer")
-        if self.mode == "decoder" and self.source_kind in ("prior", "restorer"):
+        if self.mode == "decoder" and ckpt.get("kind") in ("prior", "restorer"):
             restorer = build_restorer(ckpt, path)
             tokenizer, self.prior, self.refiner = restorer.tokenizer, restorer.prior, restorer.refiner
         else:
@@ -241,4 +239,3 @@ class TokenizerModule(RVARModule):
     def rvar_meta(self) -> Dict[str, Any]:
         decoder = {"decoder": "finetuned"} if self.mode == "decoder" else {}
         return {"stage": "tokenizer", "mode": self.mode, "init_from": self.init_from, **decoder}
-

@@ -80,10 +80,8 @@ def infer_tokenizer_config(sd: Mapping[str, torch.Tensor], patch_nums: Sequence[
     vocab, z = _need(sd, "quantize.embedding.weight", source).shape
     if any(k.startswith("quantize.quant_resi.qresi_ls.") for k in sd):
         share = _count(r"^quantize\.quant_resi\.qresi_ls\.(\d+)\.", sd)
-    elif any(k.startswith("quantize.quant_resi.qresi.") for k in sd):
-        share = 1
     else:
-        share = 0
+        share = 1 if any(k.startswith("quantize.quant_resi.qresi.") for k in sd) else 0
     return TokenizerConfig(vocab_size=int(vocab), z_channels=int(z), ch=int(ch), ch_mult=ch_mult,
                            num_res_blocks=num_res_blocks, share_quant_resi=share, patch_nums=tuple(patch_nums),
                            using_sa=f"encoder.down.{levels - 1}.attn.0.qkv.weight" in sd,

@@ -51,9 +51,6 @@ class BaselineModule(L.LightningModule):
     def init_args(self) -> Dict[str, Any]:
         raise NotImplementedError
 
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        return count_parameters(self, trainable_only)
-
     # ---- Lightning -----------------------------------------------------------------------------------
     def _shared_step(self, batch: Dict[str, Any], stage: str) -> Optional[torch.Tensor]:
         batch_size = batch["degraded"].shape[0]
@@ -90,7 +87,7 @@ class BaselineModule(L.LightningModule):
 
     def rvar_meta(self) -> Dict[str, Any]:
         """The ``meta`` of its rvar checkpoint (:class:`rvar.lit.export.ExportCheckpoint`, ``on_save_checkpoint``)."""
-        return {"stage": self.name, "parameters": self.num_parameters()}
+        return {"stage": self.name, "parameters": count_parameters(self)}
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         """The rvar checkpoint keys next to Lightning's, for :func:`rvar.inference.load_baseline`."""

@@ -121,7 +121,7 @@ def modulate(x_BNC: torch.Tensor, shift_BC: torch.Tensor, scale_BC: torch.Tensor
 class Attention(nn.Module):
     """Multi-head attention through ``scaled_dot_product_attention``; self-attention when ``context`` is None."""
 
-    def __init__(self, width: int, num_heads: int, cross: bool = False) -> None:
+    def __init__(self, width: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.q = nn.Linear(width, width)
@@ -147,7 +147,7 @@ class DiTBlock(nn.Module):
         self.cross = cfg.conditioning == "cross"
         if self.cross:
             self.norm_cross = nn.LayerNorm(C, eps=1e-6)
-            self.cross_attn = Attention(C, cfg.num_heads, cross=True)
+            self.cross_attn = Attention(C, cfg.num_heads)
         self.norm2 = nn.LayerNorm(C, elementwise_affine=False, eps=1e-6)
         hidden = round(C * cfg.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(C, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, C))

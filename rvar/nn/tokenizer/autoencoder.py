@@ -103,11 +103,11 @@ class Encoder(nn.Module):
     """Image (B, 3, H, W) in [-1, 1] -> latent (B, z_channels, H/16, W/16)."""
 
     def __init__(self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, dropout: float,
-                 z_channels: int, using_sa: bool = True, using_mid_sa: bool = True, in_channels: int = 3) -> None:
+                 z_channels: int, using_sa: bool = True, using_mid_sa: bool = True) -> None:
         super().__init__()
         self.num_resolutions = len(ch_mult)
         # 1. stem
-        self.conv_in = nn.Conv2d(in_channels, ch, 3, 1, 1)
+        self.conv_in = nn.Conv2d(3, ch, 3, 1, 1)
         # 2. downsampling stages
         in_mult = (1,) + tuple(ch_mult)
         self.down = nn.ModuleList()
@@ -142,7 +142,7 @@ class Decoder(nn.Module):
     """Latent (B, z_channels, h, w) -> image (B, 3, 16h, 16w), unclamped."""
 
     def __init__(self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, dropout: float,
-                 z_channels: int, using_sa: bool = True, using_mid_sa: bool = True, out_channels: int = 3) -> None:
+                 z_channels: int, using_sa: bool = True, using_mid_sa: bool = True) -> None:
         super().__init__()
         self.num_resolutions = len(ch_mult)
         block_in = ch * ch_mult[-1]
@@ -165,7 +165,7 @@ class Decoder(nn.Module):
         self.up = nn.ModuleList(stages)
         # 3. head
         self.norm_out = group_norm(block_in)
-        self.conv_out = nn.Conv2d(block_in, out_channels, 3, 1, 1)
+        self.conv_out = nn.Conv2d(block_in, 3, 3, 1, 1)
 
     def forward(self, z_BChw: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.conv_in(z_BChw))
