@@ -260,7 +260,6 @@ def aggregate(rows: List[Dict], contenders: List[Contender]) -> List[Dict]:
     """Mean metrics per (model, degradation) and per model over everything (degradation ``overall``)."""
     from rvar.metrics import mean
 
-    info = {c.label: c for c in contenders}
     groups: Dict[tuple, List[Dict]] = defaultdict(list)
     for row in rows:
         groups[(row["model"], row["degradation"])].append(row)
@@ -275,8 +274,7 @@ def aggregate(rows: List[Dict], contenders: List[Contender]) -> List[Dict]:
             table.append({"model": contender.label, "degradation": degradation, "images": len(group),
                           **{name: mean(r[name] for r in group) for name in ("psnr", "ssim", "lpips")},
                           "seconds_per_image": mean(r["seconds"] for r in group),
-                          "parameters": info[contender.label].parameters,
-                          "sampling_steps": info[contender.label].steps})
+                          "parameters": contender.parameters, "sampling_steps": contender.steps})
     return table
 
 
@@ -333,13 +331,11 @@ def write_samples(out_dir: Path, contenders: List[Contender], samples: List[Samp
         taken[sample.degradation] += 1
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{sample.degradation}_{sample.name}_{taken[sample.degradation]}")
         pictures = {INPUT_LABEL: sample.degraded, **{m: images[(m, number)] for m in models}, "clean": sample.clean}
-        files, scores = {}, {}
-        for column, (label, picture) in enumerate(pictures.items()):
-            name = f"images/{stem}_{column}.png"
-            write_image(out_dir / name, picture.clamp(0, 1))
-            files[label] = name
-            if (label, sample.degradation, sample.name) in psnr:
-                scores[label] = round(psnr[(label, sample.degradation, sample.name)], 2)
+        files = {label: f"images/{stem}_{column}.png" for column, label in enumerate(pictures)}
+        for label, picture in pictures.items():
+            write_image(out_dir / files[label], picture.clamp(0, 1))
+        scores = {label: round(psnr[(label, sample.degradation, sample.name)], 2) for label in pictures
+                  if (label, sample.degradation, sample.name) in psnr}
         index["samples"].append({"image": sample.name, "degradation": sample.degradation, "files": files,
                                  "psnr": scores})
     (out_dir / "images.json").write_text(json.dumps(index, indent=1))

@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.var:
         var_sd = read_torch_file(args.var)
         meta["source_var"] = str(args.var)
-        restorevar = any(k.startswith("vae_refiner.") for k in var_sd) or any(".cross_attn." in k for k in var_sd)
-        if restorevar:
+        if any(k.startswith("vae_refiner.") or ".cross_attn." in k for k in var_sd):  # RestoreVAR, not VAR
             prior, refiner, report = import_restorevar(var_sd, vae, args.heads, args.refiner_heads, args.var)
             what = "RestoreVAR prior + refiner (strict)"
         else:

@@ -39,11 +39,6 @@ def log_per_degradation(module: L.LightningModule, key: str, values_B: torch.Ten
                    on_epoch=True, sync_dist=True)
 
 
-def freeze(module: nn.Module) -> nn.Module:
-    """No gradients, eval mode (dropout off, quantiser EMA untouched)."""
-    return module.requires_grad_(False).eval()
-
-
 class RVARModule(L.LightningModule):
     """Base of the stages. Subclasses implement :meth:`_shared_step` and ``rvar_meta()`` (checkpoint meta).
 
@@ -61,8 +56,9 @@ class RVARModule(L.LightningModule):
 
     # ---- frozen networks ---------------------------------------------------------------------------
     def freeze_submodule(self, name: str) -> None:
-        """Freeze ``name`` (dotted paths like ``tokenizer.encoder`` work) and keep it in eval mode."""
-        freeze(self.get_submodule(name))
+        """Freeze ``name`` (dotted paths like ``tokenizer.encoder`` work): no gradients, and eval mode (dropout off,
+        quantiser EMA untouched) kept through ``train()``."""
+        self.get_submodule(name).requires_grad_(False).eval()
         if name not in self.frozen_modules:
             self.frozen_modules.append(name)
 

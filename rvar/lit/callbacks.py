@@ -205,10 +205,8 @@ class ArtifactCheckpoints(Callback):
         loggers = mlflow_loggers(trainer)
         if not (self.upload and loggers and trainer.is_global_zero):
             return
-        paths = []
-        for callback in trainer.checkpoint_callbacks:
-            if isinstance(callback, ModelCheckpoint):
-                paths += [callback.best_model_path, callback.last_model_path]
+        paths = [path for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
+                 for path in (callback.best_model_path, callback.last_model_path)]
         for path in dict.fromkeys(p for p in paths if p and os.path.isfile(p)):
             for logger in loggers:
                 logger.experiment.log_artifact(logger.run_id, path, artifact_path="checkpoints")

@@ -123,12 +123,8 @@ class TokenizerModule(RVARModule):
         return out.recon, {"vq_loss": out.vq_loss, "codebook_usage": out.usage.mean(), "perplexity": out.perplexity}
 
     def _perceptual(self, recon_B3HW: torch.Tensor, clean_B3HW: torch.Tensor) -> Optional[torch.Tensor]:
-        if self.perceptual_weight <= 0:
-            return None
-        model = self.lpips_model()
-        if model is None:
-            return None
-        return model(recon_B3HW.float(), clean_B3HW.float(), normalize=False).mean()
+        model = self.lpips_model() if self.perceptual_weight > 0 else None
+        return None if model is None else model(recon_B3HW.float(), clean_B3HW.float(), normalize=False).mean()
 
     def _generator_losses(self, clean_B3HW: torch.Tensor, adversarial: bool):
         recon_B3HW, extras = self._reconstruct(clean_B3HW)

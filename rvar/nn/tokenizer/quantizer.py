@@ -45,14 +45,12 @@ class PhiBank(nn.Module):
         self.mode = "shared" if share == 1 else ("partial" if share > 1 else "per_scale")
         if self.mode == "shared":
             self.qresi = make()
-            count = 1
         elif self.mode == "partial":
             self.qresi_ls = nn.ModuleList([make() for _ in range(share)])
-            count = share
         else:
             for i in range(num_scales):
                 self.add_module(str(i), make())
-            count = num_scales
+        count = share if share > 0 else num_scales  # phi layers: 1 shared, ``share`` partial, one per scale
         # tick placement of the reference: thirds for K=4, halves otherwise
         self.ticks = (np.linspace(1 / 3 / count, 1 - 1 / 3 / count, count) if count == 4
                       else np.linspace(1 / 2 / count, 1 - 1 / 2 / count, count))
