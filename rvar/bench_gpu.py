@@ -83,8 +83,7 @@ def bench_ldm(device: torch.device, tiny: bool, steps=(50, 20), repeats: int = 2
     torch.manual_seed(0)
     denoiser = matched_denoiser(tok_cfg, prior_cfg, prior_params).to(device)
     tokenizer = VQVAE(tok_cfg).eval().to(device)
-    side = tok_cfg.image_size
-    image = random_images(1, side, device)
+    image = random_images(1, tok_cfg.image_size, device)
     schedule = ldm.train_schedule()
     out: Dict[str, Any] = {"parameters": count_parameters(denoiser), "seconds_per_image": {}}
     for n in steps:

@@ -122,12 +122,10 @@ def fake_official_file(manifest: str, path: Path, seed: int = 0) -> Path:
     if path.exists():
         return path
     gen = torch.Generator().manual_seed(seed)
-    dtypes = {"float32": torch.float32, "int64": torch.int64, "complex64": torch.complex64}
-    sd = {}
-    for key, spec in json.loads((KEY_MANIFESTS / manifest).read_text()).items():
-        dtype = dtypes[spec["dtype"]]
-        sd[key] = torch.empty(spec["shape"]).normal_(0, 0.02, generator=gen) if dtype == torch.float32 \
-            else torch.zeros(spec["shape"], dtype=dtype)
+    dtypes = {"int64": torch.int64, "complex64": torch.complex64}
+    sd = {key: torch.empty(spec["shape"]).normal_(0, 0.02, generator=gen) if spec["dtype"] == "float32"
+          else torch.zeros(spec["shape"], dtype=dtypes[spec["dtype"]])
+          for key, spec in json.loads((KEY_MANIFESTS / manifest).read_text()).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(sd, path)
     return path

@@ -77,8 +77,7 @@ def resolve_device(name: str) -> torch.device:
 def _starts(length: int, tile: int, stride: int) -> List[int]:
     if length <= tile:
         return [0]
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
+    return list(range(0, length - tile, stride)) + [length - tile]
 
 
 def _ramp(tile: int, overlap: int) -> torch.Tensor:

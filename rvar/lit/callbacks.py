@@ -129,8 +129,7 @@ class ResumableDataPosition(Callback):
         if not pending or pending["epoch"] != trainer.current_epoch:
             return  # a fresh run, or the checkpoint closed its epoch
         done = int(pending["batches"])
-        total = trainer.num_training_batches
-        if done <= 0 or (total != float("inf") and done >= total):
+        if done <= 0 or done >= trainer.num_training_batches:  # done >= inf is False: infinite epochs resume
             return
         loaders = trainer.train_dataloader
         for loader in CombinedLoader(loaders).flattened if loaders is not None else []:

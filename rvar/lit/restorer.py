@@ -77,13 +77,11 @@ class RestorerModule(L.LightningModule):
 
     # ---- rvar test --------------------------------------------------------------------------------------
     def on_test_start(self) -> None:
-        data = getattr(self.trainer, "datamodule", None)
-        data_protocol = getattr(data, "eval_protocol", None)
+        data_protocol = getattr(getattr(self.trainer, "datamodule", None), "eval_protocol", None)
         if self.protocol and data_protocol and self.protocol != data_protocol:
             raise UserError(f"model.protocol {self.protocol!r} differs from data.eval_protocol {data_protocol!r}: "
                             "set data.init_args.eval_protocol (it decides how test images are sized)")
-        name = self.protocol or data_protocol or "native"
-        self.scorer = ProtocolScorer(EvalProtocol.named(name))
+        self.scorer = ProtocolScorer(EvalProtocol.named(self.protocol or data_protocol or "native"))
         # per Table 1 test set (+ "other"): images, PSNR sum, SSIM sum, LPIPS sum, LPIPS count
         self.table_sums = torch.zeros(len(self.table_sets), 5, dtype=torch.float64, device=self.device)
 

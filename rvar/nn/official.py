@@ -57,8 +57,7 @@ class ImportReport:
 
 
 def _count(prefix_re: str, keys) -> int:
-    pat = re.compile(prefix_re)
-    return len({int(m.group(1)) for k in keys if (m := pat.match(k))})
+    return len({int(m.group(1)) for k in keys if (m := re.match(prefix_re, k))})
 
 
 def _need(sd: Mapping[str, torch.Tensor], key: str, source: str) -> torch.Tensor:
@@ -131,28 +130,21 @@ def import_restorevar(sd: Mapping[str, torch.Tensor], vae: VQVAE, heads: int, re
     if not any(k.startswith("blocks.0.cross_attn.") for k in sd):
         raise CheckpointError(f"{source}: has no cross-attention: a class-conditional VAR file? use it as --var to "
                               "initialise a prior (it is imported that way when it has no vae_refiner.* keys)")
-    patch_nums = vae.patch_nums
-    _check_patch_nums(sd, patch_nums, source, strict_L=True)
+    _check_patch_nums(sd, vae.patch_nums, source, strict_L=True)
     _check_heads(sd, heads, source)
-    prior_config = _prior_config(sd, vae, heads, source)
-    report = ImportReport()
-    prior_sd, ref_sd = {}, {}
-    for k, v in sd.items():
-        if k.startswith("vae_refiner."):
-            ref_sd[k[len("vae_refiner."):]] = v
-        elif not (k in PRIOR_REBUILT_BUFFERS or k.endswith(".zero_k_bias")):
-            prior_sd[k] = v
-    prior = RestoreVARPrior(prior_config)
+    prior = RestoreVARPrior(_prior_config(sd, vae, heads, source))
+    dropped = [k for k in sd if k in PRIOR_REBUILT_BUFFERS or k.endswith(".zero_k_bias")]
+    ref_sd = {k[len("vae_refiner."):]: v for k, v in sd.items() if k.startswith("vae_refiner.")}
+    prior_sd = {k: v for k, v in sd.items() if not k.startswith("vae_refiner.") and k not in dropped}
     _check_rebuilt(sd, prior, source)
     load_strict(prior, prior_sd, source)
     if not ref_sd:
         raise CheckpointError(f"{source}: has no vae_refiner.* keys: not a complete restorevar.pth")
     refiner = LatentRefiner(_infer_refiner_config(ref_sd, refiner_heads, source))
     load_strict(refiner, ref_sd, source)
-    report.loaded = list(prior_sd) + [f"vae_refiner.{k}" for k in ref_sd]
-    report.dropped = [k for k in sd if k in PRIOR_REBUILT_BUFFERS or k.endswith(".zero_k_bias")]
-    report.notes = [f"size-only buffers checked and rebuilt: {', '.join(PRIOR_REBUILT_BUFFERS)}"]
-    return prior.eval(), refiner.eval(), report
+    return prior.eval(), refiner.eval(), ImportReport(
+        loaded=list(prior_sd) + [f"vae_refiner.{k}" for k in ref_sd], dropped=dropped,
+        notes=[f"size-only buffers checked and rebuilt: {', '.join(PRIOR_REBUILT_BUFFERS)}"])
 
 
 def _check_rebuilt(sd: Mapping[str, torch.Tensor], prior: RestoreVARPrior, source: str) -> None:

@@ -72,8 +72,7 @@ class DenoiserConfig:
                    conditioning=conditioning)
         fixed = denoiser_parameters(base)
         per_block = denoiser_parameters(cls(**{**base.to_dict(), "depth": 1})) - fixed
-        depth = max(1, round((target - fixed) / per_block))
-        return cls(**{**base.to_dict(), "depth": depth})
+        return cls(**{**base.to_dict(), "depth": max(1, round((target - fixed) / per_block))})
 
 
 def denoiser_parameters(config: DenoiserConfig) -> int:
@@ -225,5 +224,4 @@ class LatentDiT(nn.Module):
         c_BC = self.t_embed(t_B)
         for block in self.blocks:
             x_BNC = block(x_BNC, c_BC, cond_BSC)
-        out_BNC = self.final(x_BNC, c_BC)
-        return rearrange(out_BNC, "b (h w) c -> b c h w", h=h, w=w)
+        return rearrange(self.final(x_BNC, c_BC), "b (h w) c -> b c h w", h=h, w=w)

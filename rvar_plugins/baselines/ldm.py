@@ -218,5 +218,4 @@ class LatentDiffusionRestorer(BaselineModule):
         cond_BChw = self.encode(degraded_B3HW_01)
         generator = torch.Generator().manual_seed(seed)
         z_BChw = self.sample_latent(cond_BChw, int(steps or self._sampling_steps), sampler, generator)
-        image = self.tokenizer.decode((z_BChw / self.scale()).float())
-        return to_unit(image)
+        return to_unit(self.tokenizer.decode((z_BChw / self.scale()).float()))

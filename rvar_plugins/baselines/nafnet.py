@@ -138,5 +138,4 @@ class NAFNet(nn.Module):
         feat = self.middle(feat)
         for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
             feat = decoder(up(feat) + skip)
-        out = self.ending(feat) + padded
-        return out[..., :H, :W]
+        return (self.ending(feat) + padded)[..., :H, :W]

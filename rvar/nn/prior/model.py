@@ -176,8 +176,7 @@ class RestoreVARPrior(nn.Module):
         sos, cond_BSC = self._embed_condition(cond_BSCv)
         x_BLC = torch.cat((sos, self.word_embed(x_BLCv_wo_first_l.to(self.dtype))), dim=1)
         x_BLC = x_BLC + self.lvl_embed(self.lvl_1L.expand(x_BLC.shape[0], -1))
-        h_BLC = self._run_blocks(x_BLC, cond_BSC, self.attn_bias_for_masking, 0, self.L)
-        return self.logits(h_BLC)
+        return self.logits(self._run_blocks(x_BLC, cond_BSC, self.attn_bias_for_masking, 0, self.L))
 
     # ---- sampling ------------------------------------------------------------------------------------
     def set_kv_cache(self, enable: bool) -> None:

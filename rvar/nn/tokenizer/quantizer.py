@@ -111,8 +111,7 @@ class MultiScaleQuantizer(nn.Module):
 
     def lookup(self, idx_Bl: torch.Tensor, pn: int) -> torch.Tensor:
         """Indices (B, l) -> codewords as a map (B, C, pn, pn)."""
-        B = idx_Bl.shape[0]
-        return self.embedding(idx_Bl).transpose(1, 2).reshape(B, self.Cvae, pn, pn)
+        return self.embedding(idx_Bl).transpose(1, 2).reshape(idx_Bl.shape[0], self.Cvae, pn, pn)
 
     def _upsample(self, si: int, h_BCpp: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
         if si != self.num_scales - 1:
