@@ -15,6 +15,7 @@ and are not timed.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import platform
@@ -180,13 +181,11 @@ def bench_size(name: str, repeats: int = 3, with_no_cache: bool = True, peak_fp3
 # ---- 3. the whole run ---------------------------------------------------------------------------------------
 def machine() -> Dict[str, Any]:
     model = platform.processor() or platform.machine()
-    try:
+    with contextlib.suppress(OSError):
         for line in open("/proc/cpuinfo", encoding="utf-8"):
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "bf16_supported": native_bf16()}
 
