@@ -77,3 +77,15 @@ def test_paired_training_crops_stay_aligned(tmp_path):
 def test_unknown_augmentation_is_a_user_error():
     with pytest.raises(UserError, match=r"data.augment: unknown 'blur'; known: flip, rotate, channels"):
         DegradationDataModule(augment=["blur"])
+
+
+def test_exposure_darkens_half_the_crops_by_at_most_half():
+    image = torch.rand(3, 8, 8) * 0.5 + 0.25
+    ratios = []
+    for seed in range(200):
+        out = augment(image, ("exposure",), torch.Generator().manual_seed(seed))
+        ratio = out / image
+        assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio))  # one factor for the whole crop
+        ratios.append(float(ratio.flatten()[0]))
+    unchanged = sum(r == 1.0 for r in ratios)
+    assert 70 <= unchanged <= 130 and min(ratios) >= 0.5 - 1e-6 and min(ratios) < 0.6
