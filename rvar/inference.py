@@ -168,11 +168,7 @@ def load_restoration_model(path: str, device: torch.device, precision: str = "fp
                               "or train the prior and refiner stages")
     if ckpt["kind"] == "baseline":
         module = load_baseline(ckpt, str(path)).to(device).eval()
-
-        def fn(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode(), autocast(precision, device):
-                return module.restore_images(x.to(device), steps=steps).float().clamp(0, 1)
-
+        fn = baseline_fn(module, device, precision, steps)
         return LoadedModel(fn, getattr(module, "native_size", None), "baseline", f"baseline {module.name}", module)
     restorer = build_restorer(ckpt, str(path)).to(device)
     fn = restorer_fn(restorer, device, precision)
@@ -193,6 +189,20 @@ def restorer_fn(restorer, device: Optional[torch.device] = None, precision: str 
         return to_unit(output(out))
 
     fn.takes_context = restorer.uses_context
+    return fn
+
+
+def baseline_fn(module, device: Optional[torch.device] = None, precision: str = "fp32",
+                steps: Optional[int] = None) -> ImageFn:
+    """A baseline (``rvar_plugins.baselines.common.BaselineModule``) as an image function on [0, 1] batches,
+    taking ``context`` when the baseline reads it (``uses_context``), as :func:`restorer_fn`."""
+    def fn(x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
+        where = device if device is not None else next(module.parameters()).device
+        whole = {"context": context.to(where)} if context is not None else {}
+        with torch.inference_mode(), autocast(precision, where):
+            return module.restore_images(x.to(where), steps=steps, **whole).float().clamp(0, 1)
+
+    fn.takes_context = bool(getattr(module, "uses_context", False))
     return fn
 
 
@@ -224,5 +234,6 @@ def load_baseline(ckpt: Mapping[str, Any], source: str = "checkpoint"):
 
 
 __all__ = ["apply_any_size", "run_tiled", "run_resized", "load_restoration_model", "load_tokenizer_model", "restorer_fn",
+           "baseline_fn",
            "load_baseline", "LoadedModel", "resolve_device", "resolve_precision", "autocast", "native_bf16",
            "SIZE_POLICIES", "PRECISIONS"]

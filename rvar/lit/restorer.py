@@ -28,7 +28,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from rvar.inference import apply_any_size, load_restoration_model, restorer_fn
+from rvar.inference import apply_any_size, baseline_fn, load_restoration_model, restorer_fn
 from rvar.io import save_grid, write_image
 from rvar.errors import UserError
 from rvar.protocol import TABLE1_SETS, EvalProtocol, ProtocolScorer, format_table1, table1_set
@@ -63,9 +63,7 @@ class RestorerModule(L.LightningModule):
 
     def _native_fn(self):
         """The model as an image function on native-size [0, 1] batches (see :mod:`rvar.inference`)."""
-        if isinstance(self.net, Restorer):
-            return restorer_fn(self.net)
-        return lambda x01_B3HW: self.net.restore_images(x01_B3HW, steps=self.steps).float().clamp(0, 1)
+        return restorer_fn(self.net) if isinstance(self.net, Restorer) else baseline_fn(self.net, steps=self.steps)
 
     @torch.no_grad()
     def forward(self, degraded01_B3HW: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from rvar.data.datamodule import DegradationDataModule
 from rvar.errors import UserError
-from rvar.inference import restorer_fn, run_tiled
+from rvar.inference import baseline_fn, restorer_fn, run_tiled
 from rvar.nn.checkpoints import save_checkpoint
 from rvar.nn.prior import PriorConfig, RestoreVARPrior
 from rvar.nn.refiner import LatentRefiner, RefinerConfig
@@ -118,3 +118,25 @@ def test_refiner_module_without_context_data_says_what_to_set(tmp_path):
         module._shared_step(batch, "train")
     loss = module._shared_step({**batch, "context": torch.rand(2, 3, 64, 64)}, "train")
     assert torch.isfinite(loss)
+
+
+def test_the_ldm_baseline_reads_the_same_whole_image_context():
+    from rvar_plugins.baselines.dit import DenoiserConfig
+    from rvar_plugins.baselines.ldm import LatentDiffusionRestorer
+
+    torch.manual_seed(0)
+    ldm = LatentDiffusionRestorer(tokenizer_preset="tiny", denoiser=DenoiserConfig(z_channels=32, context=True),
+                                  sampling_steps=2, prediction_type="sample", residual_on_condition=True).eval()
+    for block in ldm.denoiser.blocks:  # a trained denoiser's blocks are not identities
+        torch.nn.init.normal_(block.adaLN_modulation[-1].bias, std=0.5)
+    torch.nn.init.normal_(ldm.denoiser.final.linear.weight, std=0.1)
+    bfn = baseline_fn(ldm)
+    assert bfn.takes_context
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    other = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(bfn(x), bfn(x, context=x), atol=1e-5)
+    assert not torch.allclose(bfn(x), bfn(x, context=other), atol=1e-4)
+    batch = {"degraded": x, "clean": x}
+    with pytest.raises(UserError, match="set data.init_args.context_size"):
+        ldm.train().training_loss(batch)
+    assert torch.isfinite(ldm.training_loss({**batch, "context": other.expand(2, -1, -1, -1)}))
