@@ -12,7 +12,9 @@ Size policy (``--size-policy``):
   tiles; three-quarters gave another +0.16 dB for 3.4x more.
 * ``resize``: bicubic (anti-aliased) resize to ``N x N``, process, resize back. One pass, loses detail.
 
-Models are callables on (B, 3, N, N) tensors in [0, 1] returning the same shape.
+Models are callables on (B, 3, N, N) tensors in [0, 1] returning the same shape. A callable with a true
+``takes_context`` attribute (a RestoreVAR restorer whose refiner reads whole-image context) is also given, as
+``context``, the whole image resized to ``N x N`` beside its tiles.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from rvar.errors import CheckpointError, UserError
-from rvar.pixels import to_signed, to_unit
+from rvar.pixels import to_signed, to_unit, whole_image_context
 
 ImageFn = Callable[[torch.Tensor], torch.Tensor]
 SIZE_POLICIES = ("tile", "resize")
@@ -105,12 +107,13 @@ def run_tiled(fn: ImageFn, img_3HW: torch.Tensor, native: int, batch_size: int =
     stride = max(native - overlap, 1)
     boxes = [(y, x0) for y in _starts(Hp, native, stride) for x0 in _starts(Wp, native, stride)]
     weight_hw = _ramp(native, overlap)[:, None] * _ramp(native, overlap)[None, :]
+    context = whole_image_context(img_3HW[None], native).clamp(0, 1) if getattr(fn, "takes_context", False) else None
     acc = torch.zeros(3, Hp, Wp)
     wsum = torch.zeros(1, Hp, Wp)
     for i in range(0, len(boxes), batch_size):
         chunk = boxes[i:i + batch_size]
         tiles = torch.stack([x[0, :, y:y + native, x0:x0 + native] for y, x0 in chunk])
-        out = fn(tiles).float().cpu()
+        out = (fn(tiles) if context is None else fn(tiles, context=context)).float().cpu()
         for (y, x0), tile in zip(chunk, out):
             acc[:, y:y + native, x0:x0 + native] += tile * weight_hw
             wsum[:, y:y + native, x0:x0 + native] += weight_hw
@@ -164,21 +167,42 @@ def load_restoration_model(path: str, device: torch.device, precision: str = "fp
                               "or train the prior and refiner stages")
     if ckpt["kind"] == "baseline":
         module = load_baseline(ckpt, str(path)).to(device).eval()
-
-        def fn(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode(), autocast(precision, device):
-                return module.restore_images(x.to(device), steps=steps).float().clamp(0, 1)
-
+        fn = baseline_fn(module, device, precision, steps)
         return LoadedModel(fn, getattr(module, "native_size", None), "baseline", f"baseline {module.name}", module)
     restorer = build_restorer(ckpt, str(path)).to(device)
-
-    def fn(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), autocast(precision, device):
-            out = restorer.restore(to_signed(x.to(device))).image
-        return to_unit(out)
-
+    fn = restorer_fn(restorer, device, precision)
     what = "RestoreVAR" + ("" if restorer.refiner is not None else " (no refiner)")
     return LoadedModel(fn, restorer.image_size, ckpt["kind"], what, restorer)
+
+
+def restorer_fn(restorer, device: Optional[torch.device] = None, precision: str = "fp32",
+                output: Callable[[Any], torch.Tensor] = lambda out: out.image) -> ImageFn:
+    """A :class:`~rvar.nn.restorer.Restorer` as an image function on [0, 1] batches (inputs moved to ``device``
+    unless None), taking ``context`` (the whole image, see the module docstring) when its refiner reads it;
+    ``output`` picks the [-1, 1] image from the ``RestoreOutput``."""
+    def fn(x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
+        where = device if device is not None else next(restorer.parameters()).device
+        with torch.inference_mode(), autocast(precision, where):
+            out = restorer.restore(to_signed(x.to(where)),
+                                   context_B3HW=None if context is None else to_signed(context.to(where)))
+        return to_unit(output(out))
+
+    fn.takes_context = restorer.uses_context
+    return fn
+
+
+def baseline_fn(module, device: Optional[torch.device] = None, precision: str = "fp32",
+                steps: Optional[int] = None) -> ImageFn:
+    """A baseline (``rvar_plugins.baselines.common.BaselineModule``) as an image function on [0, 1] batches,
+    taking ``context`` when the baseline reads it (``uses_context``), as :func:`restorer_fn`."""
+    def fn(x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
+        where = device if device is not None else next(module.parameters()).device
+        whole = {"context": context.to(where)} if context is not None else {}
+        with torch.inference_mode(), autocast(precision, where):
+            return module.restore_images(x.to(where), steps=steps, **whole).float().clamp(0, 1)
+
+    fn.takes_context = bool(getattr(module, "uses_context", False))
+    return fn
 
 
 def load_tokenizer_model(path: str, device: torch.device, precision: str = "fp32") -> LoadedModel:
@@ -208,6 +232,7 @@ def load_baseline(ckpt: Mapping[str, Any], source: str = "checkpoint"):
     return load_network(description, ckpt["state_dict"], source)
 
 
-__all__ = ["apply_any_size", "run_tiled", "run_resized", "load_restoration_model", "load_tokenizer_model",
+__all__ = ["apply_any_size", "run_tiled", "run_resized", "load_restoration_model", "load_tokenizer_model", "restorer_fn",
+           "baseline_fn",
            "load_baseline", "LoadedModel", "resolve_device", "resolve_precision", "autocast", "native_bf16",
            "SIZE_POLICIES", "PRECISIONS"]

@@ -57,11 +57,13 @@ def round_trip_functions(tok) -> Dict[str, Callable[[torch.Tensor], torch.Tensor
 
 def rung_functions(model: LadderModel) -> Dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """Rung name -> image function on [0, 1] batches at the restorer's native size."""
+    from rvar.inference import restorer_fn
+
     r = model.restorer
     tok = r.tokenizer
     rungs = {**round_trip_functions(tok), RUNGS[2]: _signed(lambda x: tok.decode(r.restore(x).f_hat.float()))}
     if r.refiner is not None:
-        rungs[RUNGS[4] if model.finetuned_decoder else RUNGS[3]] = _signed(lambda x: r.restore(x).image)
+        rungs[RUNGS[4] if model.finetuned_decoder else RUNGS[3]] = restorer_fn(r)
     return rungs
 
 

@@ -18,9 +18,10 @@ import torch
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from rvar.data.datasets import CleanFolderDataset, EpochSampler, PairedDataset, source_kind
+from rvar.data.datasets import CleanFolderDataset, EpochSampler, PairedDataset, check_augmentations, source_kind
 from rvar.data.degrade import DEFAULT_DEGRADATIONS, DegradationPipeline
 from rvar.data.embedded import ensure_embedded
+from rvar.pixels import whole_image_context
 from rvar.errors import UserError
 from rvar.protocol import PROTOCOLS
 
@@ -59,6 +60,12 @@ class DegradationDataModule(L.LightningDataModule):
             ``eval_size``; see :mod:`rvar.protocol`). ``RestorerModule`` scores the way this names.
         eval_size: side of the ``restorevar`` protocol's resize (512 in the paper).
         eval_max_images: ``restorevar`` protocol: images per test source (5000 in the reference scripts; None: all).
+        augment: training-crop augmentations, any of ``flip``, ``rotate``, ``channels`` (random RGB order) and ``exposure`` (darker crops,
+            see :func:`rvar.data.datasets.augment`); None: none. Validation and test crops are never augmented.
+        context_size: None, or whole-image context for a refiner with ``whole_image_context``: each sample is a
+            region of this side (like a photo ``rvar restore`` tiles), degraded whole; batches then hold its
+            ``crop_size`` tile as ``degraded``/``clean`` and the degraded region resized to ``crop_size`` as
+            ``context``. Clean-image folders only.
     """
 
     def __init__(self, train_dirs: Optional[List[str]] = None, val_dirs: Optional[List[str]] = None,
@@ -68,9 +75,12 @@ class DegradationDataModule(L.LightningDataModule):
                  seed: int = 0, samples_per_epoch: Optional[int] = None, val_samples: Optional[int] = None,
                  test_samples: Optional[int] = None, degradation_weights: Optional[Dict[str, float]] = None,
                  data_root: Optional[str] = None, eval_protocol: str = "native", eval_size: int = 512,
-                 eval_max_images: Optional[int] = 5000) -> None:
+                 eval_max_images: Optional[int] = 5000, augment: Optional[List[str]] = None,
+                 context_size: Optional[int] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.augment = check_augmentations(augment)
+        self.context_size = context_size
         if eval_protocol not in PROTOCOLS:
             raise UserError(f"data.eval_protocol: unknown {eval_protocol!r}; known: {', '.join(PROTOCOLS)}")
         self.eval_protocol, self.eval_size, self.eval_max_images = eval_protocol, int(eval_size), eval_max_images
@@ -129,10 +139,14 @@ class DegradationDataModule(L.LightningDataModule):
         train = split == "train"
         samples = {"train": self.samples_per_epoch, "val": self.val_samples, "test": self.test_samples}[split]
         if kinds == {"clean"}:
-            return CleanFolderDataset(sources, self.crop_size, train, samples, self.pipeline, self.seed, split)
+            return CleanFolderDataset(sources, self.crop_size, train, samples, self.pipeline, self.seed, split,
+                                      augmentations=self.augment, context_size=self.context_size)
+        if self.context_size is not None:
+            raise UserError(f"data.context_size works with clean-image folders only; {split} has paired sources")
         if "clean" in kinds:
             raise UserError(f"{split} sources mix clean folders with paired folders/manifests: {sources}")
-        return PairedDataset(sources, self.crop_size, train, samples, self.seed, split, self.degradation_weights)
+        return PairedDataset(sources, self.crop_size, train, samples, self.seed, split, self.degradation_weights,
+                             self.augment)
 
     def _loader(self, split: str, train: bool) -> DataLoader | List[DataLoader]:
         if split not in self.datasets:
@@ -178,4 +192,11 @@ class DegradationDataModule(L.LightningDataModule):
         plans = batch.pop("plan", None)
         if plans is not None and self.pipeline is not None and self.pipeline.has_device_ops:
             batch["degraded"] = self.pipeline.apply(batch["degraded"], plans, device_ops=True)
+        tiles = batch.pop("tile", None)
+        if tiles is not None:  # context_size: the degraded region becomes the context, its tile the sample
+            size = self.crop_size
+            batch["context"] = whole_image_context(batch["degraded"], size).clamp(0, 1)
+            for key in ("degraded", "clean"):
+                batch[key] = torch.stack([image[:, y:y + size, x:x + size]
+                                          for image, (y, x) in zip(batch[key], tiles.tolist())])
         return batch

@@ -180,6 +180,38 @@ def crop(image_CHW: torch.Tensor, size: int, generator: Optional[torch.Generator
     return image_CHW[:, top:top + size, left:left + size].contiguous()
 
 
+AUGMENTATIONS = ("flip", "rotate", "channels", "exposure")
+
+
+def augment(image_CHW: torch.Tensor, names: Sequence[str], generator: torch.Generator) -> torch.Tensor:
+    """A training crop, randomly flipped left-right (``flip``), turned by a multiple of 90 degrees (``rotate``)
+    and given a random order of its RGB channels (``channels``: orange becomes blue or green, so a few warm
+    photos and the dead-leaves images coloured from them cover the colours of skies and foliage too); half the
+    crops darkened by a factor from 1 to 1/2 (``exposure``: dark scenes such as night skies are clean images too,
+    not only the low-light degradation's outputs).
+
+    ``image_CHW`` may stack several aligned RGB images (C = 3k, e.g. a degraded/clean pair): all get the same
+    transform. Only the named augmentations draw from ``generator``."""
+    if "flip" in names and bool(torch.rand(1, generator=generator) < 0.5):
+        image_CHW = image_CHW.flip(-1)
+    if "rotate" in names:
+        image_CHW = torch.rot90(image_CHW, int(torch.randint(0, 4, (1,), generator=generator)), (-2, -1))
+    if "channels" in names:
+        order = torch.randperm(3, generator=generator)
+        image_CHW = image_CHW[torch.cat([order + start for start in range(0, image_CHW.shape[0], 3)])]
+    if "exposure" in names and bool(torch.rand(1, generator=generator) < 0.5):
+        image_CHW = image_CHW * float(0.5 ** torch.rand(1, generator=generator))
+    return image_CHW.contiguous()
+
+
+def check_augmentations(names: Optional[Sequence[str]]) -> tuple:
+    """``names`` as a tuple, or a :class:`UserError` naming an unknown one."""
+    unknown = [n for n in names or () if n not in AUGMENTATIONS]
+    if unknown:
+        raise UserError(f"data.augment: unknown {', '.join(map(repr, unknown))}; known: {', '.join(AUGMENTATIONS)}")
+    return tuple(names or ())
+
+
 class EpochSampler(Sampler[int]):
     """Yields the training keys ``epoch * samples + slot`` for ``slot`` in ``range(samples)``.
 
@@ -207,9 +239,11 @@ class EpochSampler(Sampler[int]):
 class _KeyedDataset(Dataset):
     """Shared key handling: training keys fold in the epoch, evaluation keys are indices."""
 
-    def __init__(self, crop_size: int, train: bool, samples: int, seed: int, stream: str) -> None:
+    def __init__(self, crop_size: int, train: bool, samples: int, seed: int, stream: str,
+                 augmentations: Sequence[str] = ()) -> None:
         self.crop_size, self.train, self.samples = int(crop_size), train, int(samples)
         self.seed, self.stream = int(seed), stream
+        self.augmentations = check_augmentations(augmentations) if train else ()
 
     def __len__(self) -> int:
         return self.samples
@@ -229,6 +263,10 @@ class CleanFolderDataset(_KeyedDataset):
         pipeline: the degradation pipeline (None: degraded == clean, label ``"none"``).
         seed: base seed for crops and degradations.
         stream: name separating the random streams of train/val/test.
+        augmentations: names from :data:`AUGMENTATIONS` applied to training crops before degrading them.
+        context_size: None, or the side of a larger region that is cropped and degraded whole instead; the item
+            then also holds ``tile``, the (top, left) of the ``crop_size`` tile the model trains on (random for
+            training, the centre otherwise), cut out after the device stage (``DegradationDataModule``).
 
     Items: ``clean`` and ``degraded`` (3, crop, crop) float32, ``degradation`` label, ``index`` key and, with a
     pipeline, ``plan`` (its device ops still to apply, see :mod:`rvar.data.degrade`).
@@ -236,9 +274,14 @@ class CleanFolderDataset(_KeyedDataset):
 
     def __init__(self, folders: Sequence[str | Path], crop_size: int, train: bool, samples: Optional[int] = None,
                  pipeline: Optional[DegradationPipeline] = None, seed: int = 0, stream: str = "train",
-                 cache_bytes: int = 512 * 2**20) -> None:
+                 cache_bytes: int = 512 * 2**20, augmentations: Sequence[str] = (),
+                 context_size: Optional[int] = None) -> None:
         self.paths = scan_clean_folders(folders)
-        super().__init__(crop_size, train, samples or len(self.paths), seed, stream)
+        super().__init__(crop_size, train, samples or len(self.paths), seed, stream, augmentations)
+        if context_size is not None and context_size < crop_size:
+            raise UserError(f"data.context_size {context_size} is smaller than data.crop_size {crop_size}")
+        self.context_size = context_size
+        self.region = context_size or self.crop_size
         self.pipeline = pipeline
         # decoded images, kept while they fit in cache_bytes (per process): decoding a large PNG costs far
         # more than cropping and degrading it, and training draws many crops from few photos
@@ -265,7 +308,7 @@ class CleanFolderDataset(_KeyedDataset):
 
     def _decode(self, number: int) -> torch.Tensor:
         path = self.paths[number]
-        image_CHW = fit_crop(read_image(path).rgb, self.crop_size, path)
+        image_CHW = fit_crop(read_image(path).rgb, self.region, path)
         size = image_CHW.numel() * image_CHW.element_size()
         if self._cached_bytes + size <= self.cache_bytes:
             self._cache[number] = image_CHW
@@ -276,8 +319,14 @@ class CleanFolderDataset(_KeyedDataset):
         crop_gen = self.generator(key, "crop") if self.train else None
         number = int(torch.randint(0, len(self.paths), (1,), generator=crop_gen)) if self.train \
             else key % len(self.paths)
-        clean_CHW = crop(self.image(number), self.crop_size, crop_gen)
+        clean_CHW = crop(self.image(number), self.region, crop_gen)
+        if self.augmentations:
+            clean_CHW = augment(clean_CHW, self.augmentations, crop_gen)
         item = {"degraded": clean_CHW, "clean": clean_CHW, "degradation": "none", "index": key}
+        if self.context_size is not None:
+            free = self.region - self.crop_size
+            item["tile"] = torch.randint(0, free + 1, (2,), generator=crop_gen) if self.train \
+                else torch.tensor([free // 2, free // 2])
         if self.pipeline is not None:
             item.update(self.pipeline.worker_stage(clean_CHW, sample_seed(self.seed, self.stream, key)))
         return item
@@ -298,13 +347,14 @@ class PairedDataset(_KeyedDataset):
         seed: base seed.
         stream: name of the random stream.
         degradation_weights: relative weight per degradation label, for training draws.
+        augmentations: names from :data:`AUGMENTATIONS`, the same transform for a training pair's two crops.
     """
 
     def __init__(self, sources: Sequence[str | Path], crop_size: int, train: bool, samples: Optional[int] = None,
-                 seed: int = 0, stream: str = "train",
-                 degradation_weights: Optional[Mapping[str, float]] = None) -> None:
+                 seed: int = 0, stream: str = "train", degradation_weights: Optional[Mapping[str, float]] = None,
+                 augmentations: Sequence[str] = ()) -> None:
         self.entries = load_pairs(sources)
-        super().__init__(crop_size, train, samples or len(self.entries), seed, stream)
+        super().__init__(crop_size, train, samples or len(self.entries), seed, stream, augmentations)
         counts: Dict[str, int] = {}
         for entry in self.entries:
             counts[entry.degradation] = counts.get(entry.degradation, 0) + 1
@@ -323,4 +373,6 @@ class PairedDataset(_KeyedDataset):
                              f"{entry.target_path} {tuple(clean_CHW.shape[1:])}")
         both_CHW = crop(fit_crop(torch.cat([degraded_CHW, clean_CHW]), self.crop_size, entry.input_path),
                         self.crop_size, crop_gen)
+        if self.augmentations:
+            both_CHW = augment(both_CHW, self.augmentations, crop_gen)
         return {"degraded": both_CHW[:3], "clean": both_CHW[3:], "degradation": entry.degradation, "index": key}

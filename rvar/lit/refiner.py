@@ -20,6 +20,7 @@ from rvar.lit.base import RVARModule, restorevar_adamw
 from rvar.nn.checkpointing import enable_activation_checkpointing, refiner_units
 from rvar.nn.checkpoints import build_restorer, load_checkpoint
 from rvar.nn.refiner import LatentRefiner, RefinerConfig
+from rvar.errors import UserError
 from rvar.pixels import to_signed, to_unit
 
 
@@ -38,6 +39,9 @@ class RefinerModule(RVARModule):
             (``RefinerConfig.in_dim_degraded``; off in the released RestoreVAR, on in the CPU demo recipe).
         residual_from_degraded: add the refiner's residual to that latent instead of to f_hat
             (``RefinerConfig.residual_from_degraded``; needs ``condition_on_degraded``).
+        whole_image_context: also give the refiner the whole degraded image, resized to the native size
+            (``RefinerConfig.in_dim_context``; off in the released RestoreVAR, which restores whole images): needs
+            ``data.context_size``, and ``rvar restore`` then passes each tiled image whole beside its tiles.
         gradient_checkpointing: recompute the refiner's attention/FFN activations in the backward pass (less
             memory, same outputs and gradients). See :mod:`rvar.nn.checkpointing`.
         pixel_weight: weight of an extra L1 + L2 loss between the frozen decoder's rendering of the refined
@@ -49,7 +53,8 @@ class RefinerModule(RVARModule):
                  refiner_mlp_dim: int = 768, optimizer: OptimizerCallable = restorevar_adamw,
                  val_max_batches: Optional[int] = None, grid_images: int = 4,
                  condition_on_degraded: bool = False, residual_from_degraded: bool = False,
-                 gradient_checkpointing: bool = False, pixel_weight: float = 0.0) -> None:
+                 gradient_checkpointing: bool = False, pixel_weight: float = 0.0,
+                 whole_image_context: bool = False) -> None:
         super().__init__(grid_images)
         self.save_hyperparameters(ignore=["optimizer"])
         self.prior_ckpt, self.optimizer, self.val_max_batches = prior_ckpt, optimizer, val_max_batches
@@ -64,7 +69,7 @@ class RefinerModule(RVARModule):
         self.refiner = LatentRefiner(RefinerConfig.for_prior(
             pc, dim=refiner_dim, depth=refiner_depth, heads=refiner_heads, mlp_dim=refiner_mlp_dim,
             in_dim_degraded=pc.z_channels if condition_on_degraded else 0,
-            residual_from_degraded=residual_from_degraded))
+            residual_from_degraded=residual_from_degraded, in_dim_context=pc.z_channels if whole_image_context else 0))
         # 3. optional activation checkpointing (training memory)
         if gradient_checkpointing:
             enable_activation_checkpointing(refiner_units(self.refiner))
@@ -73,20 +78,28 @@ class RefinerModule(RVARModule):
     @torch.no_grad()
     def prior_latents(self, batch: Dict[str, Any]):
         """(f_hat tokens (B, N, Cv), prior hidden states (B, M, C), clean latent tokens (B, N, Cv), side,
-        degraded encoder tokens (B, N, Cv) or None)."""
+        degraded encoder tokens (B, N, Cv) or None, whole-image context tokens (B, N, Cv) or None)."""
         cond_BSCv = self.tokenizer.encode_condition(to_signed(batch["degraded"]))
         out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy
         target_BChw = self.tokenizer.encode_continuous(to_signed(batch["clean"]))
         side = out.f_hat.shape[-1]
+        context_BNC = None
+        if self.refiner.uses_context:
+            if "context" not in batch:
+                raise UserError("model.init_args.whole_image_context needs whole-image context in the batches: "
+                                "set data.init_args.context_size (e.g. 256)")
+            context_BSCv = self.tokenizer.encode_condition(to_signed(batch["context"]))
+            context_BNC = self.tokenizer.condition_to_continuous(context_BSCv).float()
         return (rearrange(out.f_hat.float(), "b c h w -> b (h w) c"), out.last_block.float(),
                 rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side,
-                self.tokenizer.condition_to_continuous(cond_BSCv).float() if self.refiner.uses_degraded else None)
+                self.tokenizer.condition_to_continuous(cond_BSCv).float() if self.refiner.uses_degraded else None,
+                context_BNC)
 
     def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> torch.Tensor:
         if stage != "train" and self.val_max_batches is not None and batch_idx >= self.val_max_batches:
             return None
-        f_hat_BNC, last_block_BMC, target_BNC, side, degraded_BNC = self.prior_latents(batch)
-        refined_BNC = self.refiner(f_hat_BNC, last_block_BMC, degraded_BNC)
+        f_hat_BNC, last_block_BMC, target_BNC, side, degraded_BNC, context_BNC = self.prior_latents(batch)
+        refined_BNC = self.refiner(f_hat_BNC, last_block_BMC, degraded_BNC, context_BNC)
         loss = F.l1_loss(refined_BNC, target_BNC)
         B = f_hat_BNC.shape[0]
         self.log_metric("latent_l1", loss, B, stage, prog_bar=True)

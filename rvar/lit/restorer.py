@@ -28,13 +28,12 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from rvar.inference import apply_any_size, load_restoration_model
+from rvar.inference import apply_any_size, baseline_fn, load_restoration_model, restorer_fn
 from rvar.lit.base import log_per_degradation
 from rvar.io import save_grid, write_image
 from rvar.errors import UserError
 from rvar.protocol import TABLE1_SETS, EvalProtocol, ProtocolScorer, format_table1, table1_set
 from rvar.nn.restorer import Restorer
-from rvar.pixels import to_signed, to_unit
 
 
 class RestorerModule(L.LightningModule):
@@ -63,16 +62,16 @@ class RestorerModule(L.LightningModule):
         self.scorer: Optional[ProtocolScorer] = None
         self.table_sets = (*TABLE1_SETS, "other")
 
-    def _restore_native(self, x01_B3HW: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.net, Restorer):
-            return to_unit(self.net.restore(to_signed(x01_B3HW)).image)
-        return self.net.restore_images(x01_B3HW, steps=self.steps).float().clamp(0, 1)
+    def _native_fn(self):
+        """The model as an image function on native-size [0, 1] batches (see :mod:`rvar.inference`)."""
+        return restorer_fn(self.net) if isinstance(self.net, Restorer) else baseline_fn(self.net, steps=self.steps)
 
     @torch.no_grad()
     def forward(self, degraded01_B3HW: torch.Tensor) -> torch.Tensor:
+        fn = self._native_fn()
         if self.native is None or degraded01_B3HW.shape[-2:] == (self.native, self.native):
-            return self._restore_native(degraded01_B3HW)
-        return torch.stack([apply_any_size(self._restore_native, img.cpu(), self.native, self.size_policy).to(self.device)
+            return fn(degraded01_B3HW)
+        return torch.stack([apply_any_size(fn, img.cpu(), self.native, self.size_policy).to(self.device)
                             for img in degraded01_B3HW])
 
     # ---- rvar test --------------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ residual to that latent instead of to f_hat, so the refiner starts as the tokeni
 image (which mild degradations leave close to the clean one) and learns what to change. The released refiner sees the degraded image only through the prior's hidden states; a small
 prior trained for minutes passes little detail that way, and the direct path lets the refiner recover what
 the quantised latent lost (the continuous path is what lifts RestoreVAR above its VQ ceiling).
+``in_dim_context > 0`` appends the continuous latent of the *whole* degraded image, resized to the native size,
+to the tokens the refiner cross-attends to: a model that restores a large image tile by tile otherwise cannot tell
+a dark scene (a night sky) from a low-light tile, and brightens both (the released model sees the whole image).
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ class RefinerConfig:
     dropout: float = 0.0
     in_dim_degraded: int = 0  # 0: RestoreVAR's refiner; > 0: degraded-latent input of this width (see above)
     residual_from_degraded: bool = False  # residual added to the degraded latent, not to f_hat (see above)
+    in_dim_context: int = 0  # 0: none; > 0: whole-image context latent of this width, seq_len tokens (see above)
 
     def __post_init__(self) -> None:
         if self.residual_from_degraded and self.in_dim_degraded != self.out_dim:
@@ -158,6 +162,10 @@ class LatentRefiner(nn.Module):
         if cfg.in_dim_degraded > 0:
             self.norm_in_degraded = nn.LayerNorm(cfg.in_dim_degraded)
             self.proj_in_degraded = nn.Linear(cfg.in_dim_degraded, cfg.dim, bias=False)
+        if cfg.in_dim_context > 0:
+            self.norm_in_context = nn.LayerNorm(cfg.in_dim_context)
+            self.proj_in_context = nn.Linear(cfg.in_dim_context, cfg.dim, bias=False)
+            self.pos_embedding_context = nn.Parameter(torch.zeros(1, cfg.seq_len, cfg.dim))
         # 2. learned positions for both sequences
         self.pos_embedding = nn.Parameter(torch.zeros(1, cfg.seq_len, cfg.dim))
         self.pos_embedding_cond = nn.Parameter(torch.zeros(1, cfg.seq_len_cond, cfg.dim))
@@ -169,6 +177,8 @@ class LatentRefiner(nn.Module):
     def init_weights(self) -> None:
         nn.init.trunc_normal_(self.pos_embedding, std=0.02)
         nn.init.trunc_normal_(self.pos_embedding_cond, std=0.02)
+        if self.config.in_dim_context > 0:
+            nn.init.trunc_normal_(self.pos_embedding_context, std=0.02)
         # start as the identity map: the residual begins at zero and grows with training
         nn.init.zeros_(self.proj_out.weight)
 
@@ -176,9 +186,14 @@ class LatentRefiner(nn.Module):
     def uses_degraded(self) -> bool:
         return self.config.in_dim_degraded > 0
 
+    @property
+    def uses_context(self) -> bool:
+        return self.config.in_dim_context > 0
+
     def forward(self, f_hat_BNC: torch.Tensor, last_block_BMC: torch.Tensor,
-                degraded_BNC: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``degraded_BNC``: the degraded image's continuous latent, required iff ``in_dim_degraded > 0``."""
+                degraded_BNC: Optional[torch.Tensor] = None, context_BNC: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``degraded_BNC``: the degraded image's continuous latent, required iff ``in_dim_degraded > 0``;
+        ``context_BNC``: the whole degraded image's (resized to the native size), required iff ``in_dim_context > 0``."""
         N, M = f_hat_BNC.shape[1], last_block_BMC.shape[1]
         if N != self.config.seq_len or M > self.config.seq_len_cond:
             raise ValueError(f"refiner built for {self.config.seq_len} latent tokens and up to "
@@ -189,6 +204,12 @@ class LatentRefiner(nn.Module):
         x = self.proj_in(self.norm_in(f_hat_BNC)) + self.pos_embedding[:, :N]
         if degraded_BNC is not None:
             x = x + self.proj_in_degraded(self.norm_in_degraded(degraded_BNC))
+        if self.uses_context != (context_BNC is not None):
+            raise ValueError("this refiner " + ("needs" if self.uses_context else "takes no") +
+                             " whole-image context input (RefinerConfig.in_dim_context)")
         cond = self.proj_in_cond(self.norm_in_cond(last_block_BMC)) + self.pos_embedding_cond[:, :M]
+        if context_BNC is not None:
+            context = self.proj_in_context(self.norm_in_context(context_BNC)) + self.pos_embedding_context[:, :N]
+            cond = torch.cat([cond, context], dim=1)
         base_BNC = degraded_BNC if self.config.residual_from_degraded else f_hat_BNC
         return base_BNC + self.proj_out(self.transformer(x, cond))

@@ -52,9 +52,16 @@ class Restorer(nn.Module):
     def image_size(self) -> int:
         return self.tokenizer.image_size
 
+    @property
+    def uses_context(self) -> bool:
+        return self.refiner is not None and self.refiner.uses_context
+
     @torch.no_grad()
     def restore(self, degraded_B3HW: torch.Tensor, top_k: int = 0, top_p: float = 0.0, temperature: float = 1.0,
-                generator: Optional[torch.Generator] = None, use_cache: bool = True) -> RestoreOutput:
+                generator: Optional[torch.Generator] = None, use_cache: bool = True,
+                context_B3HW: Optional[torch.Tensor] = None) -> RestoreOutput:
+        """``context_B3HW``: the whole degraded image resized to the native size, for a refiner that reads it
+        (``uses_context``) when ``degraded_B3HW`` are tiles of a larger image; None: the input is the whole image."""
         cond = self.tokenizer.encode_condition(degraded_B3HW)
         out = self.prior.sample(cond, self.tokenizer.quantize, top_k, top_p, temperature, generator, use_cache)
         f_hat = out.f_hat
@@ -63,6 +70,10 @@ class Restorer(nn.Module):
         else:
             B, C, h, w = f_hat.shape
             degraded = self.tokenizer.condition_to_continuous(cond).float() if self.refiner.uses_degraded else None
-            tokens = self.refiner(f_hat.flatten(2).transpose(1, 2).float(), out.last_block.float(), degraded)
+            context = None
+            if self.refiner.uses_context:
+                whole = cond if context_B3HW is None else self.tokenizer.encode_condition(context_B3HW)
+                context = self.tokenizer.condition_to_continuous(whole).float().expand(B, -1, -1)
+            tokens = self.refiner(f_hat.flatten(2).transpose(1, 2).float(), out.last_block.float(), degraded, context)
             f_ref = tokens.transpose(1, 2).reshape(B, C, h, w)
         return RestoreOutput(self.tokenizer.decode(f_ref.float()), f_hat, f_ref)

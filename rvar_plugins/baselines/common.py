@@ -42,6 +42,12 @@ class BaselineModule(L.LightningModule):
     def sampling_steps(self) -> int:
         return 1
 
+    @property
+    def uses_context(self) -> bool:
+        """True when :meth:`restore_images` also takes ``context``, the whole images that its inputs are tiles
+        of (resized to the native size; see :mod:`rvar.inference`)."""
+        return False
+
     def restore_images(self, degraded_B3HW_01: torch.Tensor, steps: Optional[int] = None) -> torch.Tensor:
         raise NotImplementedError
 
@@ -60,7 +66,8 @@ class BaselineModule(L.LightningModule):
             return loss
         with torch.no_grad():
             self.log(f"{stage}/loss", self.training_loss(batch), batch_size=batch_size, sync_dist=True)
-        restored = self.restore_images(batch["degraded"])
+        whole = {"context": batch["context"]} if self.uses_context and "context" in batch else {}
+        restored = self.restore_images(batch["degraded"], **whole)
         clean = batch["clean"].float()
         self.log(f"{stage}/psnr", psnr_per_image(restored, clean).mean(), prog_bar=True, batch_size=batch_size,
                  sync_dist=True)

@@ -35,6 +35,9 @@ class DenoiserConfig:
         mlp_ratio: FFN hidden size / C.
         z_channels: the tokenizer's latent channels Cv.
         conditioning: ``concat`` (degraded latent stacked on the noisy one) or ``cross`` (cross-attention).
+        context: also attend to a second set of tokens, the whole degraded image's latent (resized to the native
+            size) when a larger image is restored tile by tile: the same whole-image context as the RestoreVAR
+            refiner's ``in_dim_context``, appended to the self-attention sequence.
     """
 
     depth: int = 2
@@ -43,6 +46,7 @@ class DenoiserConfig:
     mlp_ratio: float = 4.0
     z_channels: int = 32
     conditioning: str = "concat"
+    context: bool = False
 
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONINGS:
@@ -188,6 +192,8 @@ class LatentDiT(nn.Module):
         self.t_embed = TimestepEmbedder(cfg.width)
         if cfg.conditioning == "cross":
             self.cond_embed = nn.Linear(cfg.z_channels, cfg.width)
+        if cfg.context:
+            self.context_embed = nn.Linear(cfg.z_channels, cfg.width)
         self.blocks = nn.ModuleList([DiTBlock(cfg) for _ in range(cfg.depth)])
         self.final = FinalLayer(cfg.width, cfg.z_channels)
         self.init_weights()
@@ -209,8 +215,12 @@ class LatentDiT(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x_BChw: torch.Tensor, t_B: torch.Tensor, cond_BChw: torch.Tensor) -> torch.Tensor:
-        """Noise prediction (B, Cv, h, w) for noisy latents ``x``, timesteps ``t`` and degraded latents ``cond``."""
+    def forward(self, x_BChw: torch.Tensor, t_B: torch.Tensor, cond_BChw: torch.Tensor,
+                context_BChw: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Noise prediction (B, Cv, h, w) for noisy latents ``x``, timesteps ``t`` and degraded latents ``cond``;
+        ``context``: the whole degraded image's latent, required iff ``config.context``."""
+        if self.config.context != (context_BChw is not None):
+            raise ValueError("this denoiser " + ("needs" if self.config.context else "takes no") + " whole-image context")
         B, _, h, w = x_BChw.shape
         if t_B.ndim == 0:
             t_B = t_B.expand(B)
@@ -221,7 +231,11 @@ class LatentDiT(nn.Module):
         else:
             cond_BSC = self.cond_embed(rearrange(cond_BChw, "b c h w -> b (h w) c")) + pos_NC
         x_BNC = self.x_embed(rearrange(x_BChw, "b c h w -> b (h w) c")) + pos_NC  # (B, N, C)
+        N = x_BNC.shape[1]
+        if context_BChw is not None:  # the context tokens share the positions; only the latent's come out
+            context_BNC = self.context_embed(rearrange(context_BChw, "b c h w -> b (h w) c")) + pos_NC
+            x_BNC = torch.cat([x_BNC, context_BNC.expand(B, -1, -1)], dim=1)
         c_BC = self.t_embed(t_B)
         for block in self.blocks:
             x_BNC = block(x_BNC, c_BC, cond_BSC)
-        return rearrange(self.final(x_BNC, c_BC), "b (h w) c -> b c h w", h=h, w=w)
+        return rearrange(self.final(x_BNC[:, :N], c_BC), "b (h w) c -> b c h w", h=h, w=w)

@@ -151,6 +151,10 @@ class LatentDiffusionRestorer(BaselineModule):
     def sampling_steps(self) -> int:
         return self._sampling_steps
 
+    @property
+    def uses_context(self) -> bool:
+        return self.denoiser.config.context
+
     def init_args(self) -> Dict[str, Any]:
         return {"tokenizer_ckpt": None, "tokenizer_config": self.tokenizer.config.to_dict(),
                 "tokenizer_preset": "vq_f16_256", "denoiser": self.denoiser.config.to_dict(),
@@ -188,6 +192,12 @@ class LatentDiffusionRestorer(BaselineModule):
                 std = self.tokenizer.encode_continuous(to_signed(batch["clean"].float())).std()
                 self.latent_scale.fill_(float(1.0 / std.clamp_min(1e-4)))
         z0_BChw, cond_BChw = self.encode(batch["clean"]), self.encode(batch["degraded"])
+        context_BChw = None
+        if self.uses_context:
+            if "context" not in batch:
+                raise UserError("denoiser.context needs whole-image context in the batches: set "
+                                "data.init_args.context_size (e.g. 256)")
+            context_BChw = self.encode(batch["context"])
         scheduler = self.training_scheduler()
         noise = torch.randn_like(z0_BChw)
         t_B = torch.randint(0, self.train_timesteps, (z0_BChw.shape[0],), device=z0_BChw.device)
@@ -198,24 +208,34 @@ class LatentDiffusionRestorer(BaselineModule):
             target = scheduler.get_velocity(z0_BChw, noise, t_B)
         else:
             target = noise
-        return F.mse_loss(self.predict(zt_BChw, t_B, cond_BChw).float(), target)
+        return F.mse_loss(self.predict(zt_BChw, t_B, cond_BChw, context_BChw).float(), target)
 
-    def predict(self, zt_BChw: torch.Tensor, t_B: torch.Tensor, cond_BChw: torch.Tensor) -> torch.Tensor:
+    def predict(self, zt_BChw: torch.Tensor, t_B: torch.Tensor, cond_BChw: torch.Tensor,
+                context_BChw: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The denoiser's output in the scheduler's parameterisation (plus the condition when residual)."""
-        out = self.denoiser(zt_BChw, t_B, cond_BChw)
+        out = self.denoiser(zt_BChw, t_B, cond_BChw, context_BChw)
         return out + cond_BChw if self.residual_on_condition else out
 
     @torch.no_grad()
     def sample_latent(self, cond_BChw: torch.Tensor, steps: int, sampler: Optional[str] = None,
-                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                      generator: Optional[torch.Generator] = None,
+                      context_BChw: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Denoise from pure noise in ``steps`` denoiser passes; returns the scaled clean latent."""
-        return denoise(self.predict, self.sampling_scheduler(sampler), cond_BChw, steps, generator)
+        def predict(zt_BChw, t_B, c_BChw):
+            return self.predict(zt_BChw, t_B, c_BChw, context_BChw)
+
+        return denoise(predict, self.sampling_scheduler(sampler), cond_BChw, steps, generator)
 
     @torch.no_grad()
     def restore_images(self, degraded_B3HW_01: torch.Tensor, steps: Optional[int] = None,
-                       sampler: Optional[str] = None, seed: int = 0) -> torch.Tensor:
-        """Restore images in [0, 1] at the tokenizer's native size; noise comes from ``seed``."""
+                       sampler: Optional[str] = None, seed: int = 0,
+                       context: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Restore images in [0, 1] at the tokenizer's native size; noise comes from ``seed``. ``context``: the
+        whole images these are tiles of, resized to the native size (None: each input is a whole image)."""
         cond_BChw = self.encode(degraded_B3HW_01)
+        context_BChw = None
+        if self.uses_context:
+            context_BChw = cond_BChw if context is None else self.encode(context)
         generator = torch.Generator().manual_seed(seed)
-        z_BChw = self.sample_latent(cond_BChw, int(steps or self._sampling_steps), sampler, generator)
+        z_BChw = self.sample_latent(cond_BChw, int(steps or self._sampling_steps), sampler, generator, context_BChw)
         return to_unit(self.tokenizer.decode((z_BChw / self.scale()).float()))
