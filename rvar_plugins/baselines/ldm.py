@@ -213,7 +213,8 @@ class LatentDiffusionRestorer(BaselineModule):
     def predict(self, zt_BChw: torch.Tensor, t_B: torch.Tensor, cond_BChw: torch.Tensor,
                 context_BChw: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The denoiser's output in the scheduler's parameterisation (plus the condition when residual)."""
-        out = self.denoiser(zt_BChw, t_B, cond_BChw, context_BChw)
+        whole = () if context_BChw is None else (context_BChw,)  # denoisers without context take three
+        out = self.denoiser(zt_BChw, t_B, cond_BChw, *whole)
         return out + cond_BChw if self.residual_on_condition else out
 
     @torch.no_grad()
