@@ -232,7 +232,7 @@ def load_baseline(ckpt: Mapping[str, Any], source: str = "checkpoint"):
     return load_network(description, ckpt["state_dict"], source)
 
 
-__all__ = ["apply_any_size", "run_tiled", "run_resized", "load_restoration_model", "load_tokenizer_model", "restorer_fn",
-           "baseline_fn",
+__all__ = ["apply_any_size", "run_tiled", "run_resized", "load_restoration_model", "load_tokenizer_model",
+           "restorer_fn", "baseline_fn",
            "load_baseline", "LoadedModel", "resolve_device", "resolve_precision", "autocast", "native_bf16",
            "SIZE_POLICIES", "PRECISIONS"]

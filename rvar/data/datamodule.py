@@ -60,8 +60,9 @@ class DegradationDataModule(L.LightningDataModule):
             ``eval_size``; see :mod:`rvar.protocol`). ``RestorerModule`` scores the way this names.
         eval_size: side of the ``restorevar`` protocol's resize (512 in the paper).
         eval_max_images: ``restorevar`` protocol: images per test source (5000 in the reference scripts; None: all).
-        augment: training-crop augmentations, any of ``flip``, ``rotate``, ``channels`` (random RGB order) and ``exposure`` (darker crops,
-            see :func:`rvar.data.datasets.augment`); None: none. Validation and test crops are never augmented.
+        augment: training-crop augmentations, any of ``flip``, ``rotate``, ``channels`` (random RGB order) and
+            ``exposure`` (darker crops), see :func:`rvar.data.datasets.augment`; None: none. Validation and test
+            crops are never augmented.
         context_size: None, or whole-image context for a refiner with ``whole_image_context``: each sample is a
             region of this side (like a photo ``rvar restore`` tiles), degraded whole; batches then hold its
             ``crop_size`` tile as ``degraded``/``clean`` and the degraded region resized to ``crop_size`` as

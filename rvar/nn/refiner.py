@@ -191,9 +191,11 @@ class LatentRefiner(nn.Module):
         return self.config.in_dim_context > 0
 
     def forward(self, f_hat_BNC: torch.Tensor, last_block_BMC: torch.Tensor,
-                degraded_BNC: Optional[torch.Tensor] = None, context_BNC: Optional[torch.Tensor] = None) -> torch.Tensor:
+                degraded_BNC: Optional[torch.Tensor] = None,
+                context_BNC: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``degraded_BNC``: the degraded image's continuous latent, required iff ``in_dim_degraded > 0``;
-        ``context_BNC``: the whole degraded image's (resized to the native size), required iff ``in_dim_context > 0``."""
+        ``context_BNC``: the whole degraded image's (resized to the native size), required iff
+        ``in_dim_context > 0``."""
         N, M = f_hat_BNC.shape[1], last_block_BMC.shape[1]
         if N != self.config.seq_len or M > self.config.seq_len_cond:
             raise ValueError(f"refiner built for {self.config.seq_len} latent tokens and up to "

@@ -220,7 +220,8 @@ class LatentDiT(nn.Module):
         """Noise prediction (B, Cv, h, w) for noisy latents ``x``, timesteps ``t`` and degraded latents ``cond``;
         ``context``: the whole degraded image's latent, required iff ``config.context``."""
         if self.config.context != (context_BChw is not None):
-            raise ValueError("this denoiser " + ("needs" if self.config.context else "takes no") + " whole-image context")
+            raise ValueError("this denoiser " + ("needs" if self.config.context else "takes no") +
+                             " whole-image context")
         B, _, h, w = x_BChw.shape
         if t_B.ndim == 0:
             t_B = t_B.expand(B)

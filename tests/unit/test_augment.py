@@ -30,7 +30,8 @@ def test_augment_permutes_channels_and_moves_pixels_without_changing_them():
 def test_augment_gives_a_stacked_pair_the_same_transform():
     clean = torch.rand(3, 8, 8)
     for seed in range(10):
-        out = augment(torch.cat([clean * 0.5, clean]), ("flip", "rotate", "channels"), torch.Generator().manual_seed(seed))
+        out = augment(torch.cat([clean * 0.5, clean]), ("flip", "rotate", "channels"),
+                      torch.Generator().manual_seed(seed))
         assert torch.allclose(out[:3], out[3:] * 0.5)
 
 
@@ -68,7 +69,8 @@ def test_paired_training_crops_stay_aligned(tmp_path):
     image = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
     Image.fromarray(image).save(tmp_path / "rain" / "target" / "a.png")
     Image.fromarray(255 - image).save(tmp_path / "rain" / "input" / "a.png")
-    dataset = PairedDataset([tmp_path / "rain"], 32, train=True, samples=6, augmentations=("flip", "rotate", "channels"))
+    dataset = PairedDataset([tmp_path / "rain"], 32, train=True, samples=6,
+                            augmentations=("flip", "rotate", "channels"))
     for key in range(6):
         item = dataset[key]
         assert torch.allclose(item["degraded"], 1 - item["clean"], atol=1e-6)

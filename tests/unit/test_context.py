@@ -13,7 +13,7 @@ from rvar.errors import UserError
 from rvar.inference import baseline_fn, restorer_fn, run_tiled
 from rvar.nn.checkpoints import save_checkpoint
 from rvar.nn.prior import PriorConfig, RestoreVARPrior
-from rvar.nn.refiner import LatentRefiner, RefinerConfig
+from rvar.nn.refiner import RefinerConfig
 from rvar.nn.restorer import Restorer
 from rvar.nn.tokenizer import VQVAE, TokenizerConfig
 from rvar.pixels import whole_image_context
