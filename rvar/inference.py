@@ -175,17 +175,15 @@ def load_restoration_model(path: str, device: torch.device, precision: str = "fp
     return LoadedModel(fn, restorer.image_size, ckpt["kind"], what, restorer)
 
 
-def restorer_fn(restorer, device: Optional[torch.device] = None, precision: str = "fp32",
-                output: Callable[[Any], torch.Tensor] = lambda out: out.image) -> ImageFn:
+def restorer_fn(restorer, device: Optional[torch.device] = None, precision: str = "fp32") -> ImageFn:
     """A :class:`~rvar.nn.restorer.Restorer` as an image function on [0, 1] batches (inputs moved to ``device``
-    unless None), taking ``context`` (the whole image, see the module docstring) when its refiner reads it;
-    ``output`` picks the [-1, 1] image from the ``RestoreOutput``."""
+    unless None), taking ``context`` (the whole image, see the module docstring) when its refiner reads it."""
     def fn(x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
         where = device if device is not None else next(restorer.parameters()).device
         with torch.inference_mode(), autocast(precision, where):
             out = restorer.restore(to_signed(x.to(where)),
                                    context_B3HW=None if context is None else to_signed(context.to(where)))
-        return to_unit(output(out))
+        return to_unit(out.image)
 
     fn.takes_context = restorer.uses_context
     return fn
