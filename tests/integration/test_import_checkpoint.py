@@ -6,6 +6,7 @@ vae_ch160v4096z32.pth and var_d16.pth and RestoreVAR's restorevar.pth.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,13 @@ def fake_file(manifest: str, path: Path, drop=(), extra=None, reshape=None) -> P
     sd.update(extra or {})
     torch.save(sd, path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _free_disk(tmp_path):
+    """Published-size checkpoints take gigabytes: each test's files go when it ends (CI disks can be small)."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
