@@ -61,8 +61,9 @@ for step in range(6):
     refined = timed("refiner forward", lambda: module.refiner(f_hat, sample.last_block.float(), degraded, context))
     loss = F.l1_loss(refined, rearrange(target.float(), "b c h w -> b (h w) c"))
     if args.pixel:
+        side = sample.f_hat.shape[-1]
         image = timed("decoder forward (pixel loss)", lambda: tok.decode(
-            rearrange(refined, "b (h w) c -> b c h w", h=8, w=8), clamp=False).float())
+            rearrange(refined, "b (h w) c -> b c h w", h=side, w=side), clamp=False).float())
         loss = loss + F.l1_loss(image, to_signed(batch["clean"])) + F.mse_loss(image, to_signed(batch["clean"]))
     timed("backward", loss.backward)
     timed("optimizer", lambda: (optimizer.step(), optimizer.zero_grad()))
