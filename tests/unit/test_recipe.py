@@ -95,11 +95,13 @@ def test_ldm_rejects_unknown_prediction_type():
 
 
 def test_embedded_splits_are_disjoint_and_dead_leaves_reproducible(rvar_data_home):
-    from rvar.data.embedded import TEST_IMAGES, dead_leaves, ensure_embedded
+    from rvar.data.embedded import VAL_IMAGES, dead_leaves, ensure_embedded, full_gamut_palette, vendored_photos
 
     root = ensure_embedded()
     names = {split: {p.stem for p in (root / split).glob("*.png")} for split in ("train", "val", "test")}
-    assert names["test"] == set(TEST_IMAGES)
+    assert names["test"] == set(vendored_photos("test")) and len(names["test"]) >= 12
+    assert names["val"] == set(VAL_IMAGES) | set(vendored_photos("val"))  # natural photos only
+    assert set(vendored_photos("train")) <= names["train"]
     assert not (names["train"] & names["val"]) and not (names["train"] & names["test"])
     assert not (names["val"] & names["test"])
     assert sum(n.startswith("dead_leaves") for n in names["train"]) >= 40
@@ -108,6 +110,10 @@ def test_embedded_splits_are_disjoint_and_dead_leaves_reproducible(rvar_data_hom
     assert a.shape == (64, 64, 3) and np.array_equal(a, b)
     assert not np.array_equal(a, dead_leaves(4, palette, size=64))
     assert len(np.unique(a.reshape(-1, 3), axis=0)) > 2 or a.std() > 0  # discs, not a flat canvas
+    # the full-gamut palettes reach saturated greens and blues that the warm photos rarely show
+    gamut = full_gamut_palette(1).astype(int)
+    r, g, b = gamut.T
+    assert ((g > r + 80) & (g > b + 80)).mean() > 0.02 and ((b > r + 80) & (b > g + 80)).mean() > 0.02
 
 
 def test_an_older_embedded_set_is_rebuilt(tmp_path, monkeypatch):
