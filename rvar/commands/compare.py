@@ -135,7 +135,12 @@ def load_ladder_models(contenders: List[Contender], extra: Sequence[str]) -> lis
     """The RestoreVAR contenders (and ``extra`` checkpoints) as ladder models, loaded before any work."""
     from rvar.ladder import load_ladder_model
 
-    models = [load_ladder_model(c.path, c.label) for c in contenders if c.model.kind in ("restorer", "prior")]
+    def reads_prior(module) -> bool:  # the no-prior ablation has no prior rung to show
+        refiner = getattr(module, "refiner", None)
+        return refiner is None or refiner.config.reads_prior
+
+    models = [load_ladder_model(c.path, c.label) for c in contenders
+              if c.model.kind in ("restorer", "prior") and reads_prior(c.model.module)]
     labels = {c.label for c in contenders}
     for path in extra:
         label = Path(path).stem
@@ -229,10 +234,12 @@ def load_samples(data: str, specs: List[DegradationSpec], size: int, seed: int, 
 # ---- 3. running and scoring ---------------------------------------------------------------------------------
 def evaluate(contenders: List[Contender], samples: List[Sample], seed: int, policy: str = "tile",
              protocol: str = "native"):
-    """Per model and sample: restored image, seconds, PSNR, SSIM, LPIPS (or None), scored as ``protocol`` says."""
+    """Per model and sample: restored image, seconds, PSNR, SSIM, LPIPS (or None), scored as ``protocol`` says,
+    and the mean CIEDE2000 colour difference to the clean image."""
     from tqdm import tqdm
 
     from rvar.inference import apply_any_size
+    from rvar.metrics import ciede2000_per_image
     from rvar.protocol import EvalProtocol, ProtocolScorer
 
     scorer = ProtocolScorer(EvalProtocol.named(protocol))
@@ -249,6 +256,7 @@ def evaluate(contenders: List[Contender], samples: List[Sample], seed: int, poli
                 restored = apply_any_size(model.fn, sample.degraded, model.native, policy=policy, batch_size=16)
             seconds = time.perf_counter() - start
             scores = scorer(restored[None].clamp(0, 1), sample.clean[None])
+            scores["ciede2000"] = ciede2000_per_image(restored[None], sample.clean[None])
             rows.append({"model": contender.label, "degradation": sample.degradation, "image": sample.name,
                          **{name: None if value is None else float(value[0]) for name, value in scores.items()},
                          "seconds": seconds})
@@ -272,14 +280,14 @@ def aggregate(rows: List[Dict], contenders: List[Contender]) -> List[Dict]:
             if not group:
                 continue
             table.append({"model": contender.label, "degradation": degradation, "images": len(group),
-                          **{name: mean(r[name] for r in group) for name in ("psnr", "ssim", "lpips")},
+                          **{name: mean(r[name] for r in group) for name in ("psnr", "ssim", "lpips", "ciede2000")},
                           "seconds_per_image": mean(r["seconds"] for r in group),
                           "parameters": contender.parameters, "sampling_steps": contender.steps})
     return table
 
 
 # ---- 4. outputs ---------------------------------------------------------------------------------------------
-FIELDS = ("model", "degradation", "images", "psnr", "ssim", "lpips", "seconds_per_image", "parameters",
+FIELDS = ("model", "degradation", "images", "psnr", "ssim", "lpips", "ciede2000", "seconds_per_image", "parameters",
           "sampling_steps")
 
 
@@ -287,11 +295,11 @@ def write_markdown(path: Path, table: List[Dict], header: str) -> None:
     lines = [f"# rvar compare", "", header, ""]
     for degradation in sorted({r["degradation"] for r in table}, key=lambda d: (d == "overall", d)):
         lines += [f"## {degradation}", "",
-                  "| model | images | PSNR | SSIM | LPIPS | s / image | parameters | steps |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| model | images | PSNR | SSIM | LPIPS | CIEDE2000 | s / image | parameters | steps |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in table if r["degradation"] == degradation):
             lp = "-" if r["lpips"] is None else f"{r['lpips']:.4f}"
-            lines.append(f"| {r['model']} | {r['images']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {lp} | "
+            lines.append(f"| {r['model']} | {r['images']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {lp} | {r['ciede2000']:.2f} | "
                          f"{r['seconds_per_image']:.3f} | {r['parameters'] / 1e6:.2f} M | {r['sampling_steps']} |")
         lines.append("")
     path.write_text("\n".join(lines))
@@ -406,7 +414,7 @@ def log_mlflow(out_dir: Path, table: List[Dict], params: Dict[str, str], experim
         metrics = {}
         for r in table:
             key = re.sub(r"[^A-Za-z0-9_./ -]+", "_", f"{r['model']}/{r['degradation']}")
-            for name in ("psnr", "ssim", "lpips", "seconds_per_image"):
+            for name in ("psnr", "ssim", "lpips", "ciede2000", "seconds_per_image"):
                 if r[name] is not None and math.isfinite(r[name]):
                     metrics[f"{key}/{name}"] = float(r[name])
         mlflow.log_metrics(metrics)

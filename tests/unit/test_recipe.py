@@ -163,8 +163,11 @@ def test_shipped_tokenizer_is_a_tiny_tokenizer_and_the_demo_copies_it(tmp_path):
     result = install_shipped_tokenizer(tmp_path, lines.append)
     assert result.status == "shipped" and (tmp_path / "tokenizer.ckpt").read_bytes() == SHIPPED_TOKENIZER.read_bytes()
     assert "shipped" in lines[0]
-    assert [s.name for s in demo_stages(False)] == ["prior", "refiner", "decoder", "ldm", "nafnet"]
+    assert [s.name for s in demo_stages(False)] == ["prior", "refiner", "decoder", "noprior", "ldm", "nafnet"]
     assert demo_stages(True)[0].name == "tokenizer"
+    # with a tokenizer of its own the demo cannot use the shipped pre-trained prior and denoiser
+    assert all("pretrained" not in name for s in demo_stages(True) for name in s.reads.values())
+    assert {s.name: s.reads.get("init_from") for s in demo_stages(False)}["prior"] == "prior_pretrained.ckpt"
     # a stage's digest follows the checkpoints it reads, not only its config
     before = config_digest({"a": 1}, [tmp_path / "tokenizer.ckpt"])
     (tmp_path / "tokenizer.ckpt").write_bytes(b"changed")
@@ -227,3 +230,14 @@ def test_ldm_residual_on_condition_adds_the_degraded_latent():
     assert module.init_args()["residual_on_condition"] is True
     with pytest.raises(UserError, match="residual_on_condition"):
         LatentDiffusionRestorer(tokenizer_ckpt=None, tokenizer_preset="tiny", residual_on_condition=True)
+
+
+def test_every_demo_contender_gets_the_same_training_budget():
+    from rvar.demo import RESTOREVAR_SHARES, demo_stages, stage_seconds
+
+    stages = demo_stages(False)
+    seconds = stage_seconds(stages, 600.0)
+    restorevar = sum(seconds[name] for name in RESTOREVAR_SHARES)
+    assert abs(restorevar - 120.0) < 1e-6  # five contenders: RestoreVAR's three stages, ablation, LDM, NAFNet
+    assert all(abs(seconds[name] - restorevar) < 1e-6 for name in ("noprior", "ldm", "nafnet"))
+    assert seconds["prior"] > seconds["decoder"] > 0
