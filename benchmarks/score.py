@@ -25,6 +25,8 @@ parser.add_argument("--max-images", type=int, default=None)
 parser.add_argument("--size", type=int, default=256, help="centre-crop side (0 with --real-pairs: whole images)")
 parser.add_argument("--degradations", default=EVAL_DEGRADATIONS)
 parser.add_argument("--fidelity", type=float, nargs="+", default=[0.0], help="RestoreVAR fidelity weights to try")
+parser.add_argument("--swap", action="store_true", help="also score each RestoreVAR checkpoint with another "
+                    "photo's prior outputs (the quality ladder's last rung): what the refiner takes from the prior")
 parser.add_argument("--real-pairs", help="a folder of clean/NAME.png and degraded/NAME__TYPE.png (research data: "
                                         "measured here, never shipped); 256 px centre crops, grouped by TYPE")
 args = parser.parse_args()
@@ -52,13 +54,21 @@ samples = (real_pairs(args.real_pairs) if args.real_pairs else
            load_samples(args.data, degradation_specs(args.degradations), args.size, 0, args.max_images))
 inputs = [float(psnr_per_image(s.degraded[None], s.clean[None])[0]) for s in samples]
 colour_in = [float(ciede2000_per_image(s.degraded[None], s.clean[None])[0]) for s in samples]
-for path, fidelity in [(p, f) for p in args.checkpoints for f in args.fidelity]:
+runs = [(p, f, False) for p in args.checkpoints for f in args.fidelity]
+runs += [(p, 0.0, True) for p in args.checkpoints] if args.swap else []
+for path, fidelity, swap in runs:
     model = load_restoration_model(path, torch.device("cpu"), "fp32", fidelity=fidelity)
     gains, colours = {}, {}
     for number, sample in enumerate(samples):
         torch.manual_seed(number)
+        fn = model.fn
+        if swap:
+            from rvar.ladder import other_photo_fn
+
+            others = [s for s in samples if s.name != sample.name] or [sample]
+            fn = other_photo_fn(model.module, others[number % len(others)].degraded)
         with torch.inference_mode():
-            out = run_tiled(model.fn, sample.degraded, model.native, 16, overlap=32).clamp(0, 1)
+            out = run_tiled(fn, sample.degraded, model.native, 16, overlap=32).clamp(0, 1)
         psnr = float(psnr_per_image(out[None], sample.clean[None])[0])
         colour = float(ciede2000_per_image(out[None], sample.clean[None])[0])
         gains.setdefault(sample.degradation.split(":")[0], []).append(psnr - inputs[number])
@@ -66,5 +76,5 @@ for path, fidelity in [(p, f) for p in args.checkpoints for f in args.fidelity]:
     every = [g for values in gains.values() for g in values]
     per = {name: round(mean(values), 2) for name, values in gains.items()}
     dE = {name: f"{mean(a for a, _ in v):.1f}->{mean(b for _, b in v):.1f}" for name, v in colours.items()}
-    print(f"{path} (fidelity {fidelity:g}): inputs {mean(inputs):.2f} dB, gain {mean(every):+.2f} dB, per degradation {per}, "
+    print(f"{path} (fidelity {fidelity:g}{', another photo prior' if swap else ''}): inputs {mean(inputs):.2f} dB, gain {mean(every):+.2f} dB, per degradation {per}, "
           f"CIEDE2000 {dE}", flush=True)

@@ -14,6 +14,9 @@ against the clean image, every image going through the same any-size path as ``r
    instead of its own: what the rung loses against rung 4 is what the refiner takes from the prior about *this*
    photo. A refiner that ignored the prior would lose nothing.
 
+``degraded input`` scores the inputs themselves on the same images, the floor of every rung (the ladder may score
+fewer photos than the comparison, ``rvar compare --ladder-images``).
+
 Rungs 1-2 score the clean images (degradation ``clean``); rungs 3-4 each degradation and ``overall``.
 """
 from __future__ import annotations
@@ -29,7 +32,7 @@ from rvar.nn.restorer import Restorer
 from rvar.pixels import to_signed, to_unit
 
 RUNGS = ("VQ round trip (clean)", "continuous round trip (clean)", "prior only", "+ refiner",
-         "+ refiner + fine-tuned decoder", "full, another photo's prior")
+         "+ refiner + fine-tuned decoder", "full, another photo's prior", "degraded input")
 FIELDS = ("label", "stage", "degradation", "images", "psnr", "ssim")
 
 
@@ -65,7 +68,8 @@ def rung_functions(model: LadderModel) -> Dict[str, Callable[[torch.Tensor], tor
 
     r = model.restorer
     tok = r.tokenizer
-    rungs = {**round_trip_functions(tok), RUNGS[2]: _signed(lambda x: tok.decode(r.restore(x).f_hat.float()))}
+    rungs = {**round_trip_functions(tok), RUNGS[6]: lambda x: x,
+             RUNGS[2]: _signed(lambda x: tok.decode(r.restore(x).f_hat.float()))}
     if r.refiner is not None:
         rungs[RUNGS[4] if model.finetuned_decoder else RUNGS[3]] = restorer_fn(r)
         if r.refiner.config.reads_prior:
@@ -134,7 +138,7 @@ def write_ladder(out_dir: Path, table: List[Dict], results_md: Path) -> None:
     lines += ["| checkpoint | stage | " + " | ".join(degradations) + " |",
               "|---|---|" + "---|" * len(degradations)]
     for label in dict.fromkeys(r["label"] for r in table):
-        for rung in RUNGS:
+        for rung in (*RUNGS[:2], RUNGS[6], *RUNGS[2:6]):
             rows = {r["degradation"]: r for r in table if r["label"] == label and r["stage"] == rung}
             if not rows:
                 continue

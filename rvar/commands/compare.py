@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, help="output folder")
     parser.add_argument("--steps", type=int, help="sampling steps of diffusion baselines (default: their own)")
     parser.add_argument("--max-images", type=int, help="at most this many images (per degradation for clean sets)")
+    from rvar.commands.restore import add_fidelity_argument
+
+    add_fidelity_argument(parser)
     parser.add_argument("--size", type=int, help="image side in pixels: the centre crop (default 256), or the Lanczos "
                                                  "resize of --protocol restorevar (default 512)")
     parser.add_argument("--size-policy", choices=("tile", "resize"), default="tile",
@@ -61,6 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="quality ladder of RestoreVAR checkpoints (default on)")
     parser.add_argument("--ladder-from", nargs="*", default=[], metavar="CKPT",
                         help="further RestoreVAR checkpoints scored for the ladder only")
+    parser.add_argument("--ladder-images", type=int, default=None, metavar="N",
+                        help="score the ladder on the first N photos only (each under every degradation; default all)")
     parser.add_argument("--labels", help="comma-separated model labels (default: checkpoint file names)")
     parser.add_argument("--mlflow", action=argparse.BooleanOptionalAction, default=True,
                         help="log to MLflow (default on)")
@@ -100,14 +105,15 @@ def _labels(paths: Sequence[str], given: Optional[str]) -> List[str]:
     return labels
 
 
-def load_contenders(paths: Sequence[str], labels: Optional[str], steps: Optional[int]) -> List[Contender]:
+def load_contenders(paths: Sequence[str], labels: Optional[str], steps: Optional[int],
+                    fidelity: float = 0.0) -> List[Contender]:
     """Load every checkpoint first, so a bad one fails before anything is written."""
     from rvar.inference import load_restoration_model
     from rvar.nn import count_parameters
 
     out = []
     for label, path in zip(_labels(paths, labels), paths):
-        model = load_restoration_model(path, torch.device("cpu"), "fp32", steps=steps)
+        model = load_restoration_model(path, torch.device("cpu"), "fp32", steps=steps, fidelity=fidelity)
         module = model.module
         if model.kind == "baseline":
             own = int(getattr(module, "sampling_steps", 1))
@@ -430,7 +436,10 @@ def run(args: argparse.Namespace) -> int:
     if args.size is not None and args.size < 16:
         raise UserError("--size must be at least 16 pixels")
     specs = degradation_specs(args.degradations)
-    contenders = load_contenders(args.checkpoints, args.labels, args.steps) + [input_contender()]
+    from rvar.commands.restore import check_fidelity
+
+    contenders = load_contenders(args.checkpoints, args.labels, args.steps, check_fidelity(args.fidelity))
+    contenders += [input_contender()]
     ladder_models = load_ladder_models(contenders, args.ladder_from) if args.ladder else []
     restorevar = args.protocol == "restorevar"  # rvar/protocol.py
     size = args.size or (512 if restorevar else 256)
@@ -445,7 +454,8 @@ def run(args: argparse.Namespace) -> int:
     if ladder_models:
         from rvar.ladder import quality_ladder, write_ladder
 
-        ladder = quality_ladder(ladder_models, samples, args.seed, args.size_policy)
+        names = list(dict.fromkeys(s.name for s in samples))[: args.ladder_images or None]
+        ladder = quality_ladder(ladder_models, [s for s in samples if s.name in names], args.seed, args.size_policy)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     header = (f"data `{args.data}`, {len(samples)} image(s) at {size} px ({args.protocol} protocol, "

@@ -158,7 +158,7 @@ def test_shipped_tokenizer_is_a_tiny_tokenizer_and_the_demo_copies_it(tmp_path):
     tokenizer = build_tokenizer(ckpt, SHIPPED_TOKENIZER)
     assert tokenizer.config.patch_nums == TokenizerConfig.cpu_f8().patch_nums
     about = json.loads(SHIPPED_TOKENIZER.with_suffix(".json").read_text())
-    assert about["steps"] > 0 and "make tokenizer-asset" in about["command"]
+    assert about["steps"] > 0 and "make assets" in about["command"]
     lines = []
     result = install_shipped_tokenizer(tmp_path, lines.append)
     assert result.status == "shipped" and (tmp_path / "tokenizer.ckpt").read_bytes() == SHIPPED_TOKENIZER.read_bytes()
@@ -241,3 +241,6 @@ def test_every_demo_contender_gets_the_same_training_budget():
     assert abs(restorevar - 150.0) < 1e-6  # four contenders: RestoreVAR (three stages), the ablation, LDM, NAFNet
     assert all(abs(seconds[name] - restorevar) < 1e-6 for name in ("noprior", "ldm", "nafnet"))
     assert seconds["prior"] > seconds["decoder"] > 0
+    # after the prior took its part, the refiner and decoder share what is left of RestoreVAR's budget
+    later = stage_seconds(stages[1:], 600.0 - seconds["prior"], spent=seconds["prior"])
+    assert abs(later["refiner"] - seconds["refiner"]) < 1e-6 and abs(later["ldm"] - seconds["ldm"]) < 1e-6
