@@ -19,6 +19,6 @@ demo: venv
 test: venv
 	NO_ALBUMENTATIONS_UPDATE=1 $(VENV)/bin/python -m pytest -q tests
 
-# Retrain the tokenizer that ships in rvar/assets for `rvar demo` (about an hour on 2 cores; see rvar/demo_asset.py).
+# Retrain the tokenizer that ships in rvar/assets for `rvar demo` (about an hour on 2 cores; see rvar/demo/asset.py).
 tokenizer-asset: venv
-	$(VENV)/bin/python -m rvar.demo_asset --steps 5000 --work outputs/tokenizer-asset
+	$(VENV)/bin/python -m rvar.demo.asset --steps 5000 --work outputs/tokenizer-asset

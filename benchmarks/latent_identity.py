@@ -9,8 +9,8 @@ trip, and the degraded input. A restorer whose residual is zero scores the conti
 import sys, torch
 from rvar.commands.compare import load_samples, degradation_specs
 from rvar.inference import run_tiled
-from rvar.metrics import psnr_per_image
-from rvar.demo import EVAL_DEGRADATIONS
+from rvar.eval.metrics import psnr_per_image
+from rvar.demo.runner import EVAL_DEGRADATIONS
 from rvar.nn.checkpoints import build_tokenizer, load_checkpoint
 from rvar.pixels import to_signed, to_unit
 torch.set_num_threads(2)

@@ -12,9 +12,9 @@ import sys
 import torch
 
 from rvar.commands.compare import degradation_specs, load_samples
-from rvar.demo import EVAL_DEGRADATIONS
+from rvar.demo.runner import EVAL_DEGRADATIONS
 from rvar.inference import load_restoration_model, run_tiled
-from rvar.metrics import mean, psnr_per_image
+from rvar.eval.metrics import mean, psnr_per_image
 
 torch.set_num_threads(2)
 samples = load_samples("embedded-test", degradation_specs(EVAL_DEGRADATIONS), 256, 0, None)

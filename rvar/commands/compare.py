@@ -133,7 +133,7 @@ def input_contender() -> Contender:
 
 def load_ladder_models(contenders: List[Contender], extra: Sequence[str]) -> list:
     """The RestoreVAR contenders (and ``extra`` checkpoints) as ladder models, loaded before any work."""
-    from rvar.ladder import load_ladder_model
+    from rvar.eval.ladder import load_ladder_model
 
     models = [load_ladder_model(c.path, c.label) for c in contenders if c.model.kind in ("restorer", "prior")]
     labels = {c.label for c in contenders}
@@ -198,7 +198,7 @@ def load_samples(data: str, specs: List[DegradationSpec], size: int, seed: int, 
     from rvar.data.degrade import make_degradation, sample_seed
     from rvar.data.embedded import ensure_embedded
     from rvar.io import read_image
-    from rvar.protocol import lanczos_resize, paired_resize
+    from rvar.data.evaluation import lanczos_resize, paired_resize
 
     resize = protocol == "restorevar"
     kind, folder = (("clean", ensure_embedded() / EMBEDDED[data]) if data in EMBEDDED
@@ -233,7 +233,7 @@ def evaluate(contenders: List[Contender], samples: List[Sample], seed: int, poli
     from tqdm import tqdm
 
     from rvar.inference import apply_any_size
-    from rvar.protocol import EvalProtocol, ProtocolScorer
+    from rvar.eval.protocol import EvalProtocol, ProtocolScorer
 
     scorer = ProtocolScorer(EvalProtocol.named(protocol))
     rows, images = [], {}
@@ -258,7 +258,7 @@ def evaluate(contenders: List[Contender], samples: List[Sample], seed: int, poli
 
 def aggregate(rows: List[Dict], contenders: List[Contender]) -> List[Dict]:
     """Mean metrics per (model, degradation) and per model over everything (degradation ``overall``)."""
-    from rvar.metrics import mean
+    from rvar.eval.metrics import mean
 
     groups: Dict[tuple, List[Dict]] = defaultdict(list)
     for row in rows:
@@ -424,7 +424,7 @@ def run(args: argparse.Namespace) -> int:
     specs = degradation_specs(args.degradations)
     contenders = load_contenders(args.checkpoints, args.labels, args.steps) + [input_contender()]
     ladder_models = load_ladder_models(contenders, args.ladder_from) if args.ladder else []
-    restorevar = args.protocol == "restorevar"  # rvar/protocol.py
+    restorevar = args.protocol == "restorevar"  # rvar/eval/protocol.py
     size = args.size or (512 if restorevar else 256)
     samples = load_samples(args.data, specs, size, args.seed, (args.max_images or 5000) if restorevar
                            else args.max_images, args.protocol)
@@ -432,10 +432,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.data}: no test images")
     rows, images = evaluate(contenders, samples, args.seed, args.size_policy, args.protocol)
     table = aggregate(rows, contenders)
-    from rvar.report import write_results
+    from rvar.eval.results import write_results
 
     if ladder_models:
-        from rvar.ladder import quality_ladder, write_ladder
+        from rvar.eval.ladder import quality_ladder, write_ladder
 
         ladder = quality_ladder(ladder_models, samples, args.seed, args.size_policy)
     out_dir = Path(args.output)
@@ -452,7 +452,7 @@ def run(args: argparse.Namespace) -> int:
     grids = write_grids(out_dir, contenders, samples, images)
     write_samples(out_dir, contenders, samples, images, rows)  # for the report's before/after viewer
     write_plot(out_dir / "quality_vs_time.png", table)
-    from rvar.protocol import format_table1, table1_rows
+    from rvar.eval.protocol import format_table1, table1_rows
 
     (out_dir / "table1.md").write_text(format_table1(table1_rows(rows), args.protocol) + "\n")
     print((out_dir / "results.md").read_text())

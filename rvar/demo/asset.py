@@ -6,7 +6,7 @@ optimizer steps on the clean embedded training images, then copied to ``rvar/ass
 held-out test photos). RestoreVAR itself starts from VAR's released tokenizer; this file plays that part for the
 CPU demo, so the demo's minutes go to the restoration stages.
 
-    python -m rvar.demo_asset --steps 5000 --work outputs/tokenizer-asset
+    python -m rvar.demo.asset --steps 5000 --work outputs/tokenizer-asset
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ def round_trips(path: Path) -> dict:
     from rvar.data.embedded import ensure_embedded
     from rvar.inference import run_tiled
     from rvar.io import read_image
-    from rvar.ladder import RUNGS, round_trip_functions
-    from rvar.metrics import mean, psnr_per_image
+    from rvar.eval.ladder import RUNGS, round_trip_functions
+    from rvar.eval.metrics import mean, psnr_per_image
     from rvar.nn.checkpoints import build_tokenizer, load_checkpoint
 
     tokenizer = build_tokenizer(load_checkpoint(path, kinds=("tokenizer",)), path).eval()
@@ -51,9 +51,9 @@ def round_trips(path: Path) -> dict:
 
 def describe(path: Path, steps: int, seconds: float) -> dict:
     from rvar.data.embedded import VERSION
-    from rvar.demo import file_digest
+    from rvar.demo.runner import file_digest
 
-    about = {"command": f"{COMMAND} (python -m rvar.demo_asset --steps {steps})",
+    about = {"command": f"{COMMAND} (python -m rvar.demo.asset --steps {steps})",
              "config": "experiments/tiny/tokenizer.yaml", "steps": steps, "minutes": round(seconds / 60, 1),
              "data": f"embedded set v{VERSION}, train split, clean images only", "sha256_16": file_digest(path),
              **round_trips(path)}
@@ -62,9 +62,9 @@ def describe(path: Path, steps: int, seconds: float) -> dict:
 
 
 def main(argv=None) -> int:
-    from rvar.demo import SHIPPED_TOKENIZER, TINY
+    from rvar.demo.runner import SHIPPED_TOKENIZER, TINY
 
-    parser = argparse.ArgumentParser(prog="python -m rvar.demo_asset", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m rvar.demo.asset", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5000, help="optimizer steps (default 5000)")
     parser.add_argument("--work", default="outputs/tokenizer-asset", help="run folder (default outputs/tokenizer-asset)")

@@ -5,7 +5,6 @@ stage timings); nothing is typed in by hand.
 """
 from __future__ import annotations
 
-import csv
 import html
 import json
 import platform
@@ -14,20 +13,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from rvar.viewer import add_viewer, data_uri
-
-
-def read_results(csv_path: Path) -> List[Dict[str, str]]:
-    with open(csv_path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def write_results(csv_path: Path, rows: Sequence[Dict[str, object]], fields: Sequence[str]) -> None:
-    """The CSV :func:`read_results` reads (``rvar compare``'s results.csv, ladder.csv); None is written empty."""
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+from rvar.demo.viewer import add_viewer, data_uri
+from rvar.eval.results import read_results
 
 
 def _float(value: Optional[str]) -> Optional[float]:

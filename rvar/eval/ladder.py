@@ -71,7 +71,7 @@ def quality_ladder(models: Sequence[LadderModel], samples: Sequence, seed: int =
     """Mean PSNR/SSIM per (model, rung, degradation); ``samples`` have ``degraded``, ``clean``, ``degradation``,
     ``name`` (``rvar.commands.compare.Sample``)."""
     from rvar.inference import apply_any_size
-    from rvar.metrics import mean, psnr_per_image, ssim_per_image
+    from rvar.eval.metrics import mean, psnr_per_image, ssim_per_image
 
     table = []
     for model in models:
@@ -101,7 +101,7 @@ def quality_ladder(models: Sequence[LadderModel], samples: Sequence, seed: int =
 
 def write_ladder(out_dir: Path, table: List[Dict], results_md: Path) -> None:
     """``ladder.csv`` and a "Quality ladder" section appended to ``results_md``."""
-    from rvar.report import write_results
+    from rvar.eval.results import write_results
 
     write_results(out_dir / "ladder.csv", table, FIELDS)
     lines = ["", "## Quality ladder (PSNR dB / SSIM; RestoreVAR stage by stage)", ""]
