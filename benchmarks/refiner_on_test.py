@@ -11,7 +11,8 @@ import sys
 
 import torch
 
-from rvar.commands.compare import degradation_specs, load_samples
+from rvar.commands.compare import degradation_specs
+from rvar.eval.compare import load_samples
 from rvar.demo.runner import EVAL_DEGRADATIONS
 from rvar.inference import load_restoration_model, run_tiled
 from rvar.eval.metrics import mean, psnr_per_image

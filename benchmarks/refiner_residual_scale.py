@@ -5,7 +5,8 @@
 Per-degradation PSNR through the same tiles as `rvar compare`. A diagnostic, not a recipe.
 """
 import sys, torch
-from rvar.commands.compare import load_samples, degradation_specs
+from rvar.commands.compare import degradation_specs
+from rvar.eval.compare import load_samples
 from rvar.inference import load_restoration_model, run_tiled
 from rvar.eval.metrics import psnr_per_image
 from rvar.demo.runner import EVAL_DEGRADATIONS

@@ -27,7 +27,7 @@ def round_trips(path: Path) -> dict:
     ``rvar restore`` does): the quality ladder's first two rungs for a tokenizer alone."""
     import torch
 
-    from rvar.commands.compare import centre_crop
+    from rvar.eval.compare import centre_crop
     from rvar.data.datasets import scan_clean_folders
     from rvar.data.embedded import ensure_embedded
     from rvar.inference import run_tiled

@@ -69,7 +69,7 @@ def rung_functions(model: LadderModel) -> Dict[str, Callable[[torch.Tensor], tor
 
 def quality_ladder(models: Sequence[LadderModel], samples: Sequence, seed: int = 0, policy: str = "tile") -> List[Dict]:
     """Mean PSNR/SSIM per (model, rung, degradation); ``samples`` have ``degraded``, ``clean``, ``degradation``,
-    ``name`` (``rvar.commands.compare.Sample``)."""
+    ``name`` (``rvar.eval.compare.Sample``)."""
     from rvar.inference import apply_any_size
     from rvar.eval.metrics import mean, psnr_per_image, ssim_per_image
 
