@@ -157,8 +157,9 @@ class LoadedModel:
 
 
 def load_restoration_model(path: str, device: torch.device, precision: str = "fp32",
-                           steps: Optional[int] = None) -> LoadedModel:
-    """Any checkpoint ``rvar restore`` accepts: a restorer (or prior-only) checkpoint, or a baseline's."""
+                           steps: Optional[int] = None, fidelity: float = 0.0) -> LoadedModel:
+    """Any checkpoint ``rvar restore`` accepts: a restorer (or prior-only) checkpoint, or a baseline's.
+    ``fidelity``: RestoreVAR's input-detail path (:meth:`~rvar.nn.restorer.Restorer.restore`); baselines ignore it."""
     from rvar.nn.checkpoints import build_restorer, load_checkpoint
 
     ckpt = load_checkpoint(path, kinds=("restorer", "prior", "baseline", "tokenizer"))
@@ -170,18 +171,20 @@ def load_restoration_model(path: str, device: torch.device, precision: str = "fp
         fn = baseline_fn(module, device, precision, steps)
         return LoadedModel(fn, getattr(module, "native_size", None), "baseline", f"baseline {module.name}", module)
     restorer = build_restorer(ckpt, str(path)).to(device)
-    fn = restorer_fn(restorer, device, precision)
+    fn = restorer_fn(restorer, device, precision, fidelity)
     what = "RestoreVAR" + ("" if restorer.refiner is not None else " (no refiner)")
     return LoadedModel(fn, restorer.image_size, ckpt["kind"], what, restorer)
 
 
-def restorer_fn(restorer, device: Optional[torch.device] = None, precision: str = "fp32") -> ImageFn:
+def restorer_fn(restorer, device: Optional[torch.device] = None, precision: str = "fp32",
+                fidelity: float = 0.0) -> ImageFn:
     """A :class:`~rvar.nn.restorer.Restorer` as an image function on [0, 1] batches (inputs moved to ``device``
-    unless None), taking ``context`` (the whole image, see the module docstring) when its refiner reads it."""
+    unless None), taking ``context`` (the whole image, see the module docstring) when its refiner reads it.
+    ``fidelity``: see :meth:`~rvar.nn.restorer.Restorer.restore` (0: off)."""
     def fn(x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
         where = device if device is not None else next(restorer.parameters()).device
         with torch.inference_mode(), autocast(precision, where):
-            out = restorer.restore(to_signed(x.to(where)),
+            out = restorer.restore(to_signed(x.to(where)), fidelity=fidelity,
                                    context_B3HW=None if context is None else to_signed(context.to(where)))
         return to_unit(out.image)
 

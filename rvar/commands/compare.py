@@ -118,7 +118,7 @@ def log_mlflow(out_dir: Path, table: List[Dict], params: Dict[str, str], experim
         metrics = {}
         for r in table:
             key = re.sub(r"[^A-Za-z0-9_./ -]+", "_", f"{r['model']}/{r['degradation']}")
-            for name in ("psnr", "ssim", "lpips", "seconds_per_image"):
+            for name in ("psnr", "ssim", "lpips", "ciede2000", "seconds_per_image"):
                 if r[name] is not None and math.isfinite(r[name]):
                     metrics[f"{key}/{name}"] = float(r[name])
         mlflow.log_metrics(metrics)

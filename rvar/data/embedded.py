@@ -6,18 +6,22 @@ Building happens in a temporary folder next to the root, renamed into place at t
 build never leaves a half-written set, and a second call does nothing (a set written by an older rvar, whose
 marker names another :data:`VERSION`, is rebuilt).
 
-The splits never share a photograph:
+The splits never share a photograph, and the photos a result is reported on are never used to choose anything:
 
 * ``train``: scikit-image's colour photos (``astronaut``, ``coffee``, ``motorcycle_left``, ``hubble_deep_field``,
   ``immunohistochemistry``, ``retina``), its grey photos and textures as RGB (``camera``, ``brick``, ``grass``,
-  ``gravel``, ``moon``, ``coins``: structure without colour), and :data:`DEAD_LEAVES` dead-leaves images
-  (occluding discs with power-law radii, a scale-invariant model of natural images known to train restoration
-  networks well; Lee, Mumford and Huang 2001; Achddou et al. 2021).
-* ``val``: ``motorcycle_right`` (the other view of the stereo pair) and two more dead-leaves images; for
-  monitoring during training only.
-* ``test``: five photos no stage ever sees, for the demo's and ``rvar compare``'s evaluation:
-  scikit-image's ``chelsea`` and ``rocket``, scikit-learn's ``china`` and ``flower`` sample images and
-  Matplotlib's ``grace_hopper`` sample (scikit-learn and Matplotlib are dependencies of MLflow and rvar).
+  ``gravel``, ``moon``, ``coins``: structure without colour), the ``train`` photos vendored in
+  ``rvar/assets/photos`` (Kodak and Wikimedia Commons, credits in its ``CREDITS.md``) and :data:`DEAD_LEAVES`
+  dead-leaves images (occluding discs with power-law radii, a scale-invariant model of natural images known to
+  train restoration networks well; Lee, Mumford and Huang 2001; Achddou et al. 2021). Half of them take their
+  colours from natural photos, half from the whole gamut (every hue, saturation and brightness), so greens and
+  blues that the photos rarely show are seen too.
+* ``val``: natural photos only, for every choice (recipes, checkpoints, sampling settings):
+  ``motorcycle_right`` (the other view of the stereo pair), the five photos earlier rvar versions reported on
+  (scikit-image's ``chelsea`` and ``rocket``, scikit-learn's ``china`` and ``flower``, Matplotlib's
+  ``grace_hopper``: recipes were chosen on them, so they can only validate) and the vendored ``val`` photos.
+* ``test``: the vendored ``test`` photos (15 natural photos, split off by a fixed rule before any result was
+  seen, ``data/vendor_photos.py``): the demo's and ``rvar compare``'s report; nothing is chosen on them.
 
 Only files that the packages ship are read (``lily``, ``eagle``, ``kidney`` and ``skin`` need a download).
 """
@@ -32,14 +36,14 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-VERSION = "2"
+VERSION = "3"
 COLOUR_TRAIN = ("astronaut", "coffee", "motorcycle_left", "hubble_deep_field", "immunohistochemistry", "retina")
 GREY_TRAIN = ("camera", "brick", "grass", "gravel", "moon", "coins")
 PALETTE_SOURCES = ("astronaut", "coffee", "motorcycle_left")
-DEAD_LEAVES = 48  # training images; two more go to val
+DEAD_LEAVES = 48  # training images
 DEAD_LEAVES_SIZE = 384
-VAL_IMAGES = ("motorcycle_right",)
-TEST_IMAGES = ("chelsea", "rocket", "china", "flower", "grace_hopper")
+VAL_IMAGES = ("motorcycle_right", "chelsea", "rocket", "china", "flower", "grace_hopper")
+VENDORED = Path(__file__).resolve().parents[1] / "assets" / "photos"  # train/, val/, test/ and CREDITS.md
 _MARKER = ".complete"
 
 
@@ -104,6 +108,21 @@ def dead_leaves(seed: int, palette: np.ndarray, size: int = DEAD_LEAVES_SIZE,
     return np.asarray(image)
 
 
+def full_gamut_palette(seed: int, count: int = 4096) -> np.ndarray:
+    """(count, 3) uint8 colours spread over the whole gamut: uniform hue, saturation and brightness (the
+    brightness kept above 0.05 so that not every other disc is black)."""
+    from skimage.color import hsv2rgb
+
+    hsv = np.random.default_rng(10_000 + seed).random((count, 1, 3))
+    hsv[..., 2] = 0.05 + 0.95 * hsv[..., 2]
+    return (hsv2rgb(hsv)[:, 0] * 255).round().astype(np.uint8)
+
+
+def vendored_photos(split: str) -> Dict[str, Path]:
+    """Name -> file of the natural photos rvar ships for ``split`` (train, val or test)."""
+    return {p.stem: p for p in sorted((VENDORED / split).glob("*.jpg"))}
+
+
 def default_root() -> Path:
     """``$RVAR_DATA_HOME`` or ``~/.cache/rvar/embedded``, absolute."""
     env = os.environ.get("RVAR_DATA_HOME")
@@ -131,14 +150,18 @@ def _write_set(staging: Path) -> None:
         save("train", name, array)
         if name in PALETTE_SOURCES:
             palettes.append(array[::5, ::5, :3].reshape(-1, 3))
+    vendored = {split: vendored_photos(split) for split in ("train", "val", "test")}
+    if not all(vendored.values()):
+        raise FileNotFoundError(f"{VENDORED}: the vendored photos are missing (reinstall rvar)")
+    palettes += [_read(p)[::4, ::4].reshape(-1, 3) for p in vendored["train"].values()]
     for number in range(DEAD_LEAVES):
-        save("train", f"dead_leaves_{number:02d}", dead_leaves(number, palettes[number % len(palettes)]))
+        palette = full_gamut_palette(number) if number % 2 else palettes[(number // 2) % len(palettes)]
+        save("train", f"dead_leaves_{number:02d}", dead_leaves(number, palette))
     for name in VAL_IMAGES:
         save("val", name, loaders[name]())
-    for number in range(DEAD_LEAVES, DEAD_LEAVES + 2):
-        save("val", f"dead_leaves_{number:02d}", dead_leaves(number, palettes[number % len(palettes)]))
-    for name in TEST_IMAGES:
-        save("test", name, loaders[name]())
+    for split in ("train", "val", "test"):
+        for name, path in vendored[split].items():
+            save(split, name, _read(path))
 
 
 def ensure_embedded(root: Optional[str | os.PathLike] = None) -> Path:

@@ -1,12 +1,24 @@
-"""Rebuild the tokenizer that ships with rvar for ``rvar demo`` (``make tokenizer-asset``).
+"""Rebuild the tiny networks that ship with rvar for ``rvar demo`` (``make assets``).
 
-The tiny tokenizer config (``experiments/tiny/tokenizer.yaml``) is trained with ``rvar fit`` for ``--steps``
-optimizer steps on the clean embedded training images, then copied to ``rvar/assets/tokenizer_cpu_f8.ckpt`` with a
-``.json`` beside it that says how it was made (command, steps, wall time, data version, round-trip PSNR on the
-held-out test photos). RestoreVAR itself starts from VAR's released tokenizer; this file plays that part for the
-CPU demo, so the demo's minutes go to the restoration stages.
+RestoreVAR starts from VAR's released tokenizer and class-conditional prior, pre-trained on ImageNet; these files
+play that part for the CPU demo, so the demo's minutes go to learning restoration:
 
-    python -m rvar.demo.asset --steps 5000 --work outputs/tokenizer-asset
+* ``tokenizer``: ``experiments/tiny/tokenizer.yaml`` on the clean embedded training images
+  (``rvar/assets/tokenizer_cpu_f8.ckpt``).
+* ``prior``: ``experiments/tiny/prior_pretrain.yaml``, next-scale prediction of the clean training images' tokens
+  given the clean image itself or, for half the samples, a null condition (VAR's pre-training has no degraded
+  images either), on the shipped tokenizer (``rvar/assets/prior_cpu_f8.ckpt``).
+* ``ldm``: ``experiments/tiny/ldm_pretrain.yaml``, the LDM baseline's denoiser pre-trained the same way on the
+  same clean images and tokenizer for the same CPU time (``rvar/assets/ldm_cpu_f8.ckpt``), so the head-to-head
+  starts both latent restorers from the same kind of pre-training.
+
+Each asset is a real ``rvar fit`` run for ``--steps`` optimizer steps or ``--minutes`` of wall time; the file is
+copied to ``rvar/assets`` with a ``.json`` beside it that says how it was made (command, steps, wall time, data
+version and, for the tokenizer, the round-trip PSNR on the test photos).
+
+    python -m rvar.demo.asset tokenizer --steps 5000 --work outputs/assets
+    python -m rvar.demo.asset prior --minutes 20 --work outputs/assets
+    python -m rvar.demo.asset ldm --minutes 20 --work outputs/assets
 """
 from __future__ import annotations
 
@@ -18,12 +30,24 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Dict, List, Optional
 
-COMMAND = "make tokenizer-asset"
+COMMAND = "make assets"
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+ASSETS: Dict[str, Dict[str, str]] = {  # name -> its config under experiments/tiny and its file under rvar/assets
+    "tokenizer": {"config": "tokenizer.yaml", "file": "tokenizer_cpu_f8.ckpt"},
+    "prior": {"config": "prior_pretrain.yaml", "file": "prior_cpu_f8.ckpt"},
+    "ldm": {"config": "ldm_pretrain.yaml", "file": "ldm_cpu_f8.ckpt"},
+}
 
 
-def round_trips(path: Path) -> dict:
-    """PSNR (dB) of the VQ and continuous round trips of the held-out test photos (256 px crops, tiled as
+def shipped(name: str) -> Path:
+    """The shipped file of asset ``name``."""
+    return ASSETS_DIR / ASSETS[name]["file"]
+
+
+def round_trips(path: Path, split: str = "test") -> dict:
+    """PSNR (dB) of the VQ and continuous round trips of ``split``'s photos (256 px crops, tiled as
     ``rvar restore`` does): the quality ladder's first two rungs for a tokenizer alone."""
     import torch
 
@@ -40,47 +64,75 @@ def round_trips(path: Path) -> dict:
     fns = round_trip_functions(tokenizer)
     scores = {name: [] for name in fns}
     with torch.inference_mode():
-        for p in scan_clean_folders([ensure_embedded() / "test"]):
+        for p in scan_clean_folders([ensure_embedded() / split]):
             clean = centre_crop(read_image(p).rgb, 256, p)
             for name, fn in fns.items():
                 out = run_tiled(fn, clean, tokenizer.image_size, 16)
                 scores[name].append(float(psnr_per_image(out[None], clean[None])[0]))
-    keys = {RUNGS[0]: "test_psnr_vq_db", RUNGS[1]: "test_psnr_continuous_db"}
+    keys = {RUNGS[0]: f"{split}_psnr_vq_db", RUNGS[1]: f"{split}_psnr_continuous_db"}
     return {keys[k]: round(mean(v), 2) for k, v in scores.items()}
 
 
-def describe(path: Path, steps: int, seconds: float) -> dict:
+def describe(name: str, path: Path, budget: str, seconds: float, steps: int) -> dict:
     from rvar.data.embedded import VERSION
     from rvar.demo.runner import file_digest
 
-    about = {"command": f"{COMMAND} (python -m rvar.demo.asset --steps {steps})",
-             "config": "experiments/tiny/tokenizer.yaml", "steps": steps, "minutes": round(seconds / 60, 1),
-             "data": f"embedded set v{VERSION}, train split, clean images only", "sha256_16": file_digest(path),
-             **round_trips(path)}
+    about = {"command": f"{COMMAND} (python -m rvar.demo.asset {name} {budget})",
+             "config": f"experiments/tiny/{ASSETS[name]['config']}", "steps": steps, "minutes": round(seconds / 60, 1),
+             "data": f"embedded set v{VERSION}, train split, clean images only", "sha256_16": file_digest(path)}
+    if name == "tokenizer":
+        about.update(round_trips(path, "val"))
+        about.update(round_trips(path, "test"))
+    else:
+        about["tokenizer_sha256_16"] = file_digest(shipped("tokenizer"))
     path.with_suffix(".json").write_text(json.dumps(about, indent=1) + "\n")
     return about
 
 
+def fit_command(name: str, work: Path, steps: Optional[int], minutes: Optional[float]) -> List[str]:
+    from rvar.demo.runner import TINY, _seconds_to_max_time
+
+    cmd = [sys.executable, "-m", "rvar", "fit", "--config", str(TINY / ASSETS[name]["config"]),
+           "--trainer.default_root_dir", str(work / "run"), "--trainer.val_check_interval", "500"]
+    if name != "tokenizer":
+        cmd += ["--model.init_args.tokenizer_ckpt", str(shipped("tokenizer"))]
+    if minutes is not None:
+        cmd += ["--trainer.max_time", _seconds_to_max_time(int(minutes * 60)), "--trainer.max_steps", "-1"]
+    else:
+        cmd += ["--trainer.max_steps", str(steps)]
+    return cmd
+
+
 def main(argv=None) -> int:
-    from rvar.demo.runner import SHIPPED_TOKENIZER, TINY
+    import torch
 
     parser = argparse.ArgumentParser(prog="python -m rvar.demo.asset", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=5000, help="optimizer steps (default 5000)")
-    parser.add_argument("--work", default="outputs/tokenizer-asset", help="run folder (default outputs/tokenizer-asset)")
+    parser.add_argument("asset", nargs="?", default="tokenizer", choices=list(ASSETS),
+                        help="which network to rebuild (default tokenizer)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="optimizer steps (tokenizer default 5000)")
+    budget.add_argument("--minutes", type=float, help="wall-time budget instead of a step count")
+    parser.add_argument("--work", default="outputs/assets", help="run folder (default outputs/assets/<asset>)")
     args = parser.parse_args(argv)
-    work = Path(args.work).resolve()
+    if args.steps is None and args.minutes is None:
+        args.steps = 5000
+    work = (Path(args.work) / args.asset).resolve()
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "rvar", "fit", "--config", str(TINY / "tokenizer.yaml"),
-                    "--trainer.max_steps", str(args.steps), "--trainer.val_check_interval", "1000",
-                    "--trainer.default_root_dir", str(work / "run")], cwd=work, env=env, check=True)
+    subprocess.run(fit_command(args.asset, work, args.steps, args.minutes), cwd=work, env=env, check=True)
     seconds = time.perf_counter() - start
-    SHIPPED_TOKENIZER.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(work / "outputs" / "tiny" / "tokenizer.ckpt", SHIPPED_TOKENIZER)
-    print(json.dumps(describe(SHIPPED_TOKENIZER, args.steps, seconds), indent=1))
+    exported = work / "outputs" / "tiny" / f"{args.asset}_pretrained.ckpt"
+    if args.asset == "tokenizer":
+        exported = work / "outputs" / "tiny" / "tokenizer.ckpt"
+    target = shipped(args.asset)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(exported, target)
+    steps = int(torch.load(target, map_location="cpu", weights_only=True).get("meta", {}).get("global_step", 0))
+    budget_text = f"--minutes {args.minutes:g}" if args.minutes is not None else f"--steps {args.steps}"
+    print(json.dumps(describe(args.asset, target, budget_text, seconds, steps), indent=1))
     return 0
 
 

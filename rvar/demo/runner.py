@@ -32,10 +32,15 @@ if TYPE_CHECKING:
 
 CONFIGS = configs.root()
 TINY = CONFIGS / "experiments" / "tiny"
-# The demo's tokenizer ships with rvar, as RestoreVAR starts from VAR's released tokenizer: trained on the clean
-# embedded training images only (no degradation, nothing held out), by `make tokenizer-asset` (the command and
-# its numbers are in the .json beside it). `rvar demo --train-tokenizer` trains one inside the budget instead.
-SHIPPED_TOKENIZER = Path(__file__).resolve().parents[1] / "assets" / "tokenizer_cpu_f8.ckpt"
+# The demo's tokenizer and prior ship with rvar, as RestoreVAR starts from VAR's released tokenizer and prior: both
+# trained on the clean embedded training images only (no degradation, nothing held out), by `make assets` (the
+# command and its numbers are in the .json beside each); the LDM baseline's denoiser ships pre-trained the same way
+# for the same CPU time. `rvar demo --train-tokenizer` trains a tokenizer inside the budget instead, and then the
+# prior and the denoiser start from scratch (the shipped ones fit only the shipped tokenizer).
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+SHIPPED_TOKENIZER = ASSETS / "tokenizer_cpu_f8.ckpt"
+SHIPPED_PRETRAINED = {"prior_pretrained.ckpt": ASSETS / "prior_cpu_f8.ckpt",  # file under OUT -> shipped file
+                      "ldm_pretrained.ckpt": ASSETS / "ldm_cpu_f8.ckpt"}
 
 
 @dataclass
@@ -48,6 +53,7 @@ class Stage:
     reads: Dict[str, str] = field(default_factory=dict)  # model init_args key -> checkpoint file name under OUT
     config: Optional[str] = None
     min_seconds: int = 5
+    overrides: Dict[str, object] = field(default_factory=dict)  # model init_args set on top of the config
 
     @property
     def config_path(self) -> Path:
@@ -55,19 +61,23 @@ class Stage:
 
 
 # Shares of the training budget (renormalised over the stages that run: the tokenizer's only with
-# --train-tokenizer). The LDM reads the fine-tuned restorer's tokenizer: the same latent space and the same
-# decoder as RestoreVAR's final output, so the comparison is between the two latent restorers alone. The decoder
-# fine-tune adds little after the shipped tokenizer (+0.04 dB in 127 s, BENCHMARKS.md quality ladder): the refiner
-# gets most of the RestoreVAR time.
+# --train-tokenizer). Every contender gets the same training budget: RestoreVAR's three stages together
+# (prior + refiner + decoder), the no-prior ablation (the same refiner without the prior's outputs: it shows what
+# the prior adds), the LDM and NAFNet. The LDM reads the fine-tuned restorer's tokenizer: the same latent space and
+# the same decoder as RestoreVAR's final output, so the comparison is between the two latent restorers alone.
+RESTOREVAR_SHARES = {"prior": 0.45, "refiner": 0.45, "decoder": 0.10}
 STAGES: List[Stage] = [
-    Stage("tokenizer", 0.32, "tokenizer.ckpt"),
-    Stage("prior", 0.14, "prior.ckpt", {"tokenizer_ckpt": "tokenizer.ckpt"}),
-    Stage("refiner", 0.28, "restorer_refined.ckpt", {"prior_ckpt": "prior.ckpt"}),
-    Stage("decoder", 0.04, "restorevar.ckpt", {"init_from": "restorer_refined.ckpt"}),
-    Stage("ldm", 0.18, "ldm.ckpt", {"tokenizer_ckpt": "restorevar.ckpt"}),
-    Stage("nafnet", 0.10, "nafnet.ckpt"),
+    Stage("tokenizer", 1.0, "tokenizer.ckpt"),
+    Stage("prior", RESTOREVAR_SHARES["prior"], "prior.ckpt",
+          {"tokenizer_ckpt": "tokenizer.ckpt", "init_from": "prior_pretrained.ckpt"}),
+    Stage("refiner", RESTOREVAR_SHARES["refiner"], "restorer_refined.ckpt", {"prior_ckpt": "prior.ckpt"}),
+    Stage("decoder", RESTOREVAR_SHARES["decoder"], "restorevar.ckpt", {"init_from": "restorer_refined.ckpt"}),
+    Stage("noprior", 1.0, "refiner_without_prior.ckpt", {"prior_ckpt": "prior_pretrained.ckpt"}, config="refiner",
+          overrides={"prior_inputs": False}),
+    Stage("ldm", 1.0, "ldm.ckpt", {"tokenizer_ckpt": "restorevar.ckpt", "init_from": "ldm_pretrained.ckpt"}),
+    Stage("nafnet", 1.0, "nafnet.ckpt"),
 ]
-COMPARE_SHARE = 0.13  # of the whole budget, kept back for `rvar compare` and the report
+COMPARE_SHARE = 0.22  # of the whole budget, kept back for `rvar compare` and the report
 # the demo's evaluation: the paper's five degradation types plus noise and JPEG, on photos no stage trains on
 EVAL_DEGRADATIONS = "haze,rain,snow,low_light,motion_blur,gaussian_noise:sigma=25,jpeg:quality=12"
 EVAL_SIZE = 256
@@ -95,8 +105,13 @@ def derive_config(stage: Stage, out: Path, seconds: int) -> dict:
     init = cfg.setdefault("model", {}).setdefault("init_args", {})
     for key, name in stage.reads.items():
         init[key] = str(out / name)
+    init.update(stage.overrides)
     if stage.name == "ldm":
         init.pop("tokenizer_preset", None)
+    if stage.reads.get("init_from") in SHIPPED_PRETRAINED:
+        init.pop("prior", None)  # the sizes (and switches) are the pre-trained prior's
+        if stage.name == "ldm":
+            init.pop("denoiser", None)
     return cfg
 
 
@@ -117,8 +132,49 @@ def config_digest(cfg: dict, inputs: Sequence[Path] = ()) -> str:
 
 
 def demo_stages(train_tokenizer: bool) -> List[Stage]:
-    """The stages ``rvar demo`` trains: all of :data:`STAGES`, or all but the tokenizer when it is shipped."""
-    return [s for s in STAGES if train_tokenizer or s.name != "tokenizer"]
+    """The stages ``rvar demo`` trains: all of :data:`STAGES`, or all but the tokenizer when it is shipped. With a
+    tokenizer of its own, the prior and the LDM start from scratch, and the ablation reads the prior stage's
+    tokenizer (the shipped pre-trained networks fit only the shipped tokenizer)."""
+    if not train_tokenizer:
+        return [s for s in STAGES if s.name != "tokenizer"]
+    scratch = []
+    for stage in STAGES:
+        reads = {k: v for k, v in stage.reads.items() if v not in SHIPPED_PRETRAINED}
+        if stage.name == "noprior":
+            reads["prior_ckpt"] = "prior.ckpt"
+        scratch.append(Stage(stage.name, stage.share, stage.output, reads, stage.config, stage.min_seconds,
+                             stage.overrides))
+    return scratch
+
+
+def stage_seconds(stages: List[Stage], available: float) -> Dict[str, float]:
+    """Each stage's share of ``available`` seconds: RestoreVAR's stages split one contender's budget, and every
+    other stage gets a whole one (the tokenizer, when trained here, one too)."""
+    restorevar = [s for s in stages if s.name in RESTOREVAR_SHARES]
+    budgets = len(stages) - len(restorevar) + (1 if restorevar else 0)
+    unit = available / budgets
+    return {s.name: unit * (s.share / sum(r.share for r in restorevar) if s in restorevar else 1.0) for s in stages}
+
+
+def install_shipped_pretrained(out: Path, stages: List[Stage], log: Callable[[str], None]) -> None:
+    """Copy the shipped pre-trained prior and denoiser that ``stages`` read to ``OUT`` (checked first)."""
+    from rvar.nn.checkpoints import load_checkpoint
+
+    for name, source in SHIPPED_PRETRAINED.items():
+        if not any(name in s.reads.values() for s in stages):
+            continue
+        if not source.exists():
+            raise UserError(f"{source}: a shipped pre-trained network is missing; rebuild it with `make assets` "
+                            "or run `rvar demo --train-tokenizer` (then every network starts from scratch)")
+        load_checkpoint(source, kinds=("prior", "baseline"))
+        target = out / name
+        if not target.exists() or file_digest(target) != file_digest(source):
+            with open(source, "rb") as handle:
+                atomic_write(target, lambda copy: shutil.copyfileobj(handle, copy))
+        info = source.with_suffix(".json")
+        about = json.loads(info.read_text()) if info.exists() else {}
+        made = f" ({about['steps']} steps, {about['minutes']:.0f} min on 2 CPU cores)" if "steps" in about else ""
+        log(f"[0] {name.split('_')[0]}: starts from the shipped pre-trained one{made}, trained on clean images only")
 
 
 def install_shipped_tokenizer(out: Path, log: Callable[[str], None]) -> StageResult:
@@ -249,14 +305,19 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
     compare_reserve = max(45.0, COMPARE_SHARE * total)
     stages = demo_stages(train_tokenizer)
     results = [] if train_tokenizer else [install_shipped_tokenizer(out, log)]
+    install_shipped_pretrained(out, stages, log)
+    budgets: Dict[str, int] = {}
     for i, stage in enumerate(stages, 1):
         left = stages[i - 1:]
         available = total - (time.perf_counter() - t0) - compare_reserve - STAGE_OVERHEAD * len(left)
-        seconds = max(stage.min_seconds, int(available * stage.share / sum(s.share for s in left)))
+        seconds = max(stage.min_seconds, int(stage_seconds(left, available)[stage.name]))
+        if stage.name == "noprior":  # the ablation trains for exactly RestoreVAR's three training budgets together
+            seconds = sum(budgets.get(name, 0) for name in RESTOREVAR_SHARES) or seconds
+        budgets[stage.name] = seconds
         results.append(run_stage(stage, out, seconds, env, i, len(stages), log, tracking))
     log(f"[{len(stages) + 1}] comparing RestoreVAR with the baselines on the held-out test photos ...")
     compare_dir = out / "compare"
-    ckpts = [out / "restorevar.ckpt", out / "ldm.ckpt", out / "nafnet.ckpt"]
+    ckpts = [out / "restorevar.ckpt", out / "refiner_without_prior.ckpt", out / "ldm.ckpt", out / "nafnet.ckpt"]
     cmd = [sys.executable, "-m", "rvar", "compare", *map(str, ckpts), "--data", "embedded-test",
            "--degradations", EVAL_DEGRADATIONS, "--size", str(EVAL_SIZE), "--size-policy", "tile",
            "--seed", "0",  # the LDM at its config's sampling_steps

@@ -84,7 +84,12 @@ def load_ladder_models(contenders: List[Contender], extra: Sequence[str]) -> lis
     """The RestoreVAR contenders (and ``extra`` checkpoints) as ladder models, loaded before any work."""
     from rvar.eval.ladder import load_ladder_model
 
-    models = [load_ladder_model(c.path, c.label) for c in contenders if c.model.kind in ("restorer", "prior")]
+    def reads_prior(module) -> bool:  # the no-prior ablation has no prior rung to show
+        refiner = getattr(module, "refiner", None)
+        return refiner is None or refiner.config.reads_prior
+
+    models = [load_ladder_model(c.path, c.label) for c in contenders
+              if c.model.kind in ("restorer", "prior") and reads_prior(c.model.module)]
     labels = {c.label for c in contenders}
     for path in extra:
         label = Path(path).stem
@@ -156,9 +161,11 @@ def load_samples(data: str, specs: List[DegradationSpec], size: int, seed: int, 
 # ---- 3. running and scoring ---------------------------------------------------------------------------------
 def evaluate(contenders: List[Contender], samples: List[Sample], seed: int, policy: str = "tile",
              protocol: str = "native"):
-    """Per model and sample: restored image, seconds, PSNR, SSIM, LPIPS (or None), scored as ``protocol`` says."""
+    """Per model and sample: restored image, seconds, PSNR, SSIM, LPIPS (or None), scored as ``protocol`` says,
+    and the mean CIEDE2000 colour difference to the clean image."""
     from tqdm import tqdm
 
+    from rvar.eval.metrics import ciede2000_per_image
     from rvar.inference import apply_any_size
     from rvar.eval.protocol import EvalProtocol, ProtocolScorer
 
@@ -176,6 +183,7 @@ def evaluate(contenders: List[Contender], samples: List[Sample], seed: int, poli
                 restored = apply_any_size(model.fn, sample.degraded, model.native, policy=policy, batch_size=16)
             seconds = time.perf_counter() - start
             scores = scorer(restored[None].clamp(0, 1), sample.clean[None])
+            scores["ciede2000"] = ciede2000_per_image(restored[None], sample.clean[None])
             rows.append({"model": contender.label, "degradation": sample.degradation, "image": sample.name,
                          **{name: None if value is None else float(value[0]) for name, value in scores.items()},
                          "seconds": seconds})
@@ -199,7 +207,7 @@ def aggregate(rows: List[Dict], contenders: List[Contender]) -> List[Dict]:
             if not group:
                 continue
             table.append({"model": contender.label, "degradation": degradation, "images": len(group),
-                          **{name: mean(r[name] for r in group) for name in ("psnr", "ssim", "lpips")},
+                          **{name: mean(r[name] for r in group) for name in ("psnr", "ssim", "lpips", "ciede2000")},
                           "seconds_per_image": mean(r["seconds"] for r in group),
                           "parameters": contender.parameters, "sampling_steps": contender.steps})
     return table

@@ -9,6 +9,10 @@ against the clean image, every image going through the same any-size path as ``r
 3. ``prior only``: the decoded greedy sample of the prior;
 4. ``+ refiner``: the refined continuous latent, decoded; ``+ refiner + fine-tuned decoder`` when the checkpoint's
    decoder was fine-tuned on continuous latents (its full output).
+5. ``full, another photo's prior``: the full output when every tile's refiner gets the prior's outputs (tokens
+   and last-block states) for another test photo (the next sample's degraded image, resized to the native size)
+   instead of its own: what the rung loses against rung 4 is what the refiner takes from the prior about *this*
+   photo. A refiner that ignored the prior would lose nothing.
 
 Rungs 1-2 score the clean images (degradation ``clean``); rungs 3-4 each degradation and ``overall``.
 """
@@ -25,7 +29,7 @@ from rvar.nn.restorer import Restorer
 from rvar.pixels import to_signed, to_unit
 
 RUNGS = ("VQ round trip (clean)", "continuous round trip (clean)", "prior only", "+ refiner",
-         "+ refiner + fine-tuned decoder")
+         "+ refiner + fine-tuned decoder", "full, another photo's prior")
 FIELDS = ("label", "stage", "degradation", "images", "psnr", "ssim")
 
 
@@ -64,7 +68,25 @@ def rung_functions(model: LadderModel) -> Dict[str, Callable[[torch.Tensor], tor
     rungs = {**round_trip_functions(tok), RUNGS[2]: _signed(lambda x: tok.decode(r.restore(x).f_hat.float()))}
     if r.refiner is not None:
         rungs[RUNGS[4] if model.finetuned_decoder else RUNGS[3]] = restorer_fn(r)
+        if r.refiner.config.reads_prior:
+            rungs[RUNGS[5]] = None  # made per sample by :func:`quality_ladder` (it needs the other photo)
     return rungs
+
+
+def other_photo_fn(restorer: Restorer, other01_3HW: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The full restorer whose prior samples ``other01_3HW`` (resized to the native size) for every input tile."""
+    from rvar.pixels import whole_image_context
+
+    other = to_signed(whole_image_context(other01_3HW[None], restorer.image_size))
+
+    def fn(x01: torch.Tensor, context=None) -> torch.Tensor:
+        with torch.inference_mode():
+            out = restorer.restore(to_signed(x01), prior_from_B3HW=other.to(x01),
+                                   context_B3HW=None if context is None else to_signed(context))
+        return to_unit(out.image)
+
+    fn.takes_context = restorer.uses_context
+    return fn
 
 
 def quality_ladder(models: Sequence[LadderModel], samples: Sequence, seed: int = 0, policy: str = "tile") -> List[Dict]:
@@ -83,6 +105,9 @@ def quality_ladder(models: Sequence[LadderModel], samples: Sequence, seed: int =
                 if on_clean and sample.name in seen:
                     continue
                 seen.add(sample.name)
+                if rung == RUNGS[5]:
+                    others = [s for s in samples if s.name != sample.name] or [sample]
+                    fn = other_photo_fn(model.restorer, others[number % len(others)].degraded)
                 torch.manual_seed(seed + number)
                 with torch.inference_mode():
                     out = apply_any_size(fn, sample.clean if on_clean else sample.degraded, native, policy=policy,

@@ -31,6 +31,18 @@ def ssim_per_image(pred_B3HW: torch.Tensor, target_B3HW: torch.Tensor) -> torch.
                                                data_range=1.0, reduction="none")
 
 
+def ciede2000_per_image(pred_B3HW: torch.Tensor, target_B3HW: torch.Tensor) -> torch.Tensor:
+    """Mean CIEDE2000 colour difference of each image (sRGB -> CIELAB, D65; scikit-image's formula): 0 for the
+    same colours, about 2.3 for a just-noticeable difference; lower is better. Returns (B,)."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    def lab(images_B3HW: torch.Tensor):
+        return rgb2lab(images_B3HW.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().double().numpy(), channel_axis=-1)
+
+    delta = deltaE_ciede2000(lab(pred_B3HW), lab(target_B3HW), channel_axis=-1)
+    return torch.from_numpy(delta.reshape(delta.shape[0], -1).mean(axis=1)).float()
+
+
 def mean(values: Iterable[Optional[float]]) -> Optional[float]:
     """The mean of the values that are not None (None when none is): every per-degradation table averages so."""
     kept = [float(v) for v in values if v is not None]

@@ -33,7 +33,7 @@ def write_results(csv_path: Path, rows: Sequence[Dict[str, object]], fields: Seq
 
 
 # ---- 2. rvar compare's outputs -----------------------------------------------------------------------------
-FIELDS = ("model", "degradation", "images", "psnr", "ssim", "lpips", "seconds_per_image", "parameters",
+FIELDS = ("model", "degradation", "images", "psnr", "ssim", "lpips", "ciede2000", "seconds_per_image", "parameters",
           "sampling_steps")
 
 
@@ -41,11 +41,11 @@ def write_markdown(path: Path, table: List[Dict], header: str) -> None:
     lines = [f"# rvar compare", "", header, ""]
     for degradation in sorted({r["degradation"] for r in table}, key=lambda d: (d == "overall", d)):
         lines += [f"## {degradation}", "",
-                  "| model | images | PSNR | SSIM | LPIPS | s / image | parameters | steps |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| model | images | PSNR | SSIM | LPIPS | CIEDE2000 | s / image | parameters | steps |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in table if r["degradation"] == degradation):
             lp = "-" if r["lpips"] is None else f"{r['lpips']:.4f}"
-            lines.append(f"| {r['model']} | {r['images']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {lp} | "
+            lines.append(f"| {r['model']} | {r['images']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {lp} | {r['ciede2000']:.2f} | "
                          f"{r['seconds_per_image']:.3f} | {r['parameters'] / 1e6:.2f} M | {r['sampling_steps']} |")
         lines.append("")
     path.write_text("\n".join(lines))

@@ -37,17 +37,23 @@ class PriorModule(RVARModule):
         grid_images: samples in the degraded | restored | clean grid per validation epoch.
         gradient_checkpointing: recompute each prior block's activations in the backward pass (less memory,
             about one more forward of compute; same outputs and gradients). See :mod:`rvar.nn.checkpointing`.
+        condition_dropout: probability that a training sample's condition latent is replaced by zeros (a null
+            condition), so the prior also learns the clean tokens' own statistics, as VAR's unconditional
+            pre-training does; the shipped CPU prior is pre-trained so (``rvar/demo/asset.py``). 0: never.
     """
 
     def __init__(self, tokenizer_ckpt: Optional[str] = None, prior: Optional[PriorConfig] = None,
                  init_from: Optional[str] = None, label_smoothing: float = 0.0,
                  optimizer: OptimizerCallable = restorevar_adamw, val_max_batches: Optional[int] = 4,
-                 grid_images: int = 4, gradient_checkpointing: bool = False) -> None:
+                 grid_images: int = 4, gradient_checkpointing: bool = False, condition_dropout: float = 0.0) -> None:
         super().__init__(grid_images)
         prior = PriorConfig(**prior) if isinstance(prior, dict) else prior
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer, self.label_smoothing, self.val_max_batches = optimizer, label_smoothing, val_max_batches
         self.tokenizer_ckpt, self.init_from = tokenizer_ckpt, init_from
+        if not 0.0 <= condition_dropout < 1.0:
+            raise UserError(f"PriorModule: condition_dropout must be in [0, 1), got {condition_dropout}")
+        self.condition_dropout = float(condition_dropout)
         init = load_checkpoint(init_from, kinds=("prior", "restorer")) if init_from else None
         # 1. the frozen tokenizer
         if tokenizer_ckpt is None and init is None:
@@ -73,6 +79,9 @@ class PriorModule(RVARModule):
         idx_Bl = self.tokenizer.img_to_indices(to_signed(batch["clean"]))
         x_BLCv = self.tokenizer.quantize.teacher_forcing_input(idx_Bl)
         cond_BSCv = self.tokenizer.encode_condition(to_signed(batch["degraded"]))
+        if self.training and self.condition_dropout > 0:
+            keep_B11 = torch.rand(cond_BSCv.shape[0], 1, 1, device=cond_BSCv.device) >= self.condition_dropout
+            cond_BSCv = cond_BSCv * keep_B11
         return x_BLCv, torch.cat(idx_Bl, dim=1), cond_BSCv
 
     def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> torch.Tensor:

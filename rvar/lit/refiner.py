@@ -20,6 +20,7 @@ from rvar.lit.base import RVARModule, restorevar_adamw
 from rvar.nn.checkpointing import enable_activation_checkpointing, refiner_units
 from rvar.nn.checkpoints import build_restorer, load_checkpoint
 from rvar.nn.refiner import LatentRefiner, RefinerConfig
+from rvar.nn.restorer import Restorer
 from rvar.errors import UserError
 from rvar.pixels import to_signed, to_unit
 
@@ -47,6 +48,9 @@ class RefinerModule(RVARModule):
         pixel_weight: weight of an extra L1 + L2 loss between the frozen decoder's rendering of the refined
             latent and the clean image (0: the paper's latent L1 only). The latent L1 treats every latent channel
             alike; the pixel term weighs errors by what they do to the image (the CPU demo recipe uses it).
+        prior_inputs: False trains the no-prior ablation (``RefinerConfig.reads_prior``): the refiner restores
+            from the degraded latent alone (needs ``residual_from_degraded``), and the prior is never sampled, so
+            each step is cheaper and the same minutes buy more steps.
     """
 
     def __init__(self, prior_ckpt: str, refiner_dim: int = 384, refiner_depth: int = 12, refiner_heads: int = 6,
@@ -54,11 +58,13 @@ class RefinerModule(RVARModule):
                  val_max_batches: Optional[int] = None, grid_images: int = 4,
                  condition_on_degraded: bool = False, residual_from_degraded: bool = False,
                  gradient_checkpointing: bool = False, pixel_weight: float = 0.0,
-                 whole_image_context: bool = False) -> None:
+                 whole_image_context: bool = False, prior_inputs: bool = True) -> None:
         super().__init__(grid_images)
         self.save_hyperparameters(ignore=["optimizer"])
         self.prior_ckpt, self.optimizer, self.val_max_batches = prior_ckpt, optimizer, val_max_batches
         self.pixel_weight = float(pixel_weight)
+        if not prior_inputs and not residual_from_degraded:
+            raise UserError("RefinerModule: prior_inputs false (the no-prior ablation) needs residual_from_degraded true")
         # 1. frozen tokenizer and prior
         restorer = build_restorer(load_checkpoint(prior_ckpt, kinds=("prior", "restorer")), prior_ckpt)
         self.tokenizer, self.prior = restorer.tokenizer, restorer.prior
@@ -69,7 +75,8 @@ class RefinerModule(RVARModule):
         self.refiner = LatentRefiner(RefinerConfig.for_prior(
             pc, dim=refiner_dim, depth=refiner_depth, heads=refiner_heads, mlp_dim=refiner_mlp_dim,
             in_dim_degraded=pc.z_channels if condition_on_degraded else 0,
-            residual_from_degraded=residual_from_degraded, in_dim_context=pc.z_channels if whole_image_context else 0))
+            residual_from_degraded=residual_from_degraded, in_dim_context=pc.z_channels if whole_image_context else 0,
+            reads_prior=prior_inputs))
         # 3. optional activation checkpointing (training memory)
         if gradient_checkpointing:
             enable_activation_checkpointing(refiner_units(self.refiner))
@@ -80,7 +87,10 @@ class RefinerModule(RVARModule):
         """(f_hat tokens (B, N, Cv), prior hidden states (B, M, C), clean latent tokens (B, N, Cv), side,
         degraded encoder tokens (B, N, Cv) or None, whole-image context tokens (B, N, Cv) or None)."""
         cond_BSCv = self.tokenizer.encode_condition(to_signed(batch["degraded"]))
-        out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy
+        if self.refiner.config.reads_prior:
+            out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy
+        else:
+            out = Restorer.from_networks(self.tokenizer, self.prior).prior_placeholder(cond_BSCv)
         target_BChw = self.tokenizer.encode_continuous(to_signed(batch["clean"]))
         side = out.f_hat.shape[-1]
         context_BNC = None

@@ -17,6 +17,10 @@ the quantised latent lost (the continuous path is what lifts RestoreVAR above it
 ``in_dim_context > 0`` appends the continuous latent of the *whole* degraded image, resized to the native size,
 to the tokens the refiner cross-attends to: a model that restores a large image tile by tile otherwise cannot tell
 a dark scene (a night sky) from a low-light tile, and brightens both (the released model sees the whole image).
+``reads_prior = False`` is the ablation that measures what the prior contributes: the refiner ignores the prior's
+f_hat and hidden states (the restorer then does not sample the prior at all) and restores from the degraded
+latent alone (it needs ``residual_from_degraded``); its cross-attention reads only the learned condition positions
+(and the whole-image context, if any).
 """
 from __future__ import annotations
 
@@ -47,8 +51,11 @@ class RefinerConfig:
     in_dim_degraded: int = 0  # 0: RestoreVAR's refiner; > 0: degraded-latent input of this width (see above)
     residual_from_degraded: bool = False  # residual added to the degraded latent, not to f_hat (see above)
     in_dim_context: int = 0  # 0: none; > 0: whole-image context latent of this width, seq_len tokens (see above)
+    reads_prior: bool = True  # False: the no-prior ablation (see above)
 
     def __post_init__(self) -> None:
+        if not self.reads_prior and not self.residual_from_degraded:
+            raise ValueError("a refiner that does not read the prior (reads_prior false) needs residual_from_degraded")
         if self.residual_from_degraded and self.in_dim_degraded != self.out_dim:
             raise ValueError("residual_from_degraded needs the degraded latent as input (in_dim_degraded = out_dim)")
 
@@ -203,6 +210,8 @@ class LatentRefiner(nn.Module):
         if self.uses_degraded != (degraded_BNC is not None):
             raise ValueError("this refiner " + ("needs" if self.uses_degraded else "takes no") +
                              " degraded-latent input (RefinerConfig.in_dim_degraded)")
+        if not self.config.reads_prior:  # the ablation: whatever the caller passes, the prior's outputs are not read
+            f_hat_BNC, last_block_BMC = torch.zeros_like(f_hat_BNC), torch.zeros_like(last_block_BMC)
         x = self.proj_in(self.norm_in(f_hat_BNC)) + self.pos_embedding[:, :N]
         if degraded_BNC is not None:
             x = x + self.proj_in_degraded(self.norm_in_degraded(degraded_BNC))

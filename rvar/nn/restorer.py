@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn as nn
 
-from rvar.nn.prior import PriorConfig, RestoreVARPrior
+from rvar.nn.prior import PriorConfig, RestoreVARPrior, SampleOutput
 from rvar.nn.refiner import LatentRefiner, RefinerConfig
 from rvar.nn.tokenizer import VQVAE, TokenizerConfig
 
@@ -56,14 +56,38 @@ class Restorer(nn.Module):
     def uses_context(self) -> bool:
         return self.refiner is not None and self.refiner.uses_context
 
+    def prior_placeholder(self, cond_BSCv: torch.Tensor) -> SampleOutput:
+        """Zeros shaped like the prior's outputs, for a refiner that does not read them (``reads_prior``)."""
+        B, side = cond_BSCv.shape[0], self.prior.patch_nums[-1]
+        zeros = cond_BSCv.new_zeros
+        return SampleOutput(zeros(B, self.tokenizer.config.z_channels, side, side).float(), [],
+                            zeros(B, self.prior.L, self.prior.config.embed_dim).float())
+
     @torch.no_grad()
     def restore(self, degraded_B3HW: torch.Tensor, top_k: int = 0, top_p: float = 0.0, temperature: float = 1.0,
                 generator: Optional[torch.Generator] = None, use_cache: bool = True,
-                context_B3HW: Optional[torch.Tensor] = None) -> RestoreOutput:
+                context_B3HW: Optional[torch.Tensor] = None, fidelity: float = 0.0,
+                prior_from_B3HW: Optional[torch.Tensor] = None) -> RestoreOutput:
         """``context_B3HW``: the whole degraded image resized to the native size, for a refiner that reads it
-        (``uses_context``) when ``degraded_B3HW`` are tiles of a larger image; None: the input is the whole image."""
+        (``uses_context``) when ``degraded_B3HW`` are tiles of a larger image; None: the input is the whole image.
+
+        ``fidelity`` (0: off, as published) adds that fraction of what the tokenizer's continuous round trip loses
+        on the *input*, ``degraded - decode(encode(degraded))``, to the output: the detail no latent of this size
+        carries (fine texture of a clean or mildly degraded photo) passes straight from the input to the output,
+        and so does the same fraction of any fine-grained degradation (noise, thin rain).
+
+        ``prior_from_B3HW`` (a diagnostic, see :mod:`rvar.eval.ladder`): sample the prior on this image (one image, or
+        one per input) instead of the input, so the refiner gets another photo's prior outputs; the rest of the
+        pipeline reads the input as usual."""
         cond = self.tokenizer.encode_condition(degraded_B3HW)
-        out = self.prior.sample(cond, self.tokenizer.quantize, top_k, top_p, temperature, generator, use_cache)
+        if self.refiner is not None and not self.refiner.config.reads_prior:
+            out = self.prior_placeholder(cond)  # the no-prior ablation never samples the prior
+        else:
+            prior_cond = cond
+            if prior_from_B3HW is not None:
+                prior_cond = self.tokenizer.encode_condition(prior_from_B3HW).expand(cond.shape[0], -1, -1)
+            out = self.prior.sample(prior_cond, self.tokenizer.quantize, top_k, top_p, temperature, generator,
+                                    use_cache)
         f_hat = out.f_hat
         if self.refiner is None:
             f_ref = f_hat
@@ -76,4 +100,10 @@ class Restorer(nn.Module):
                 context = self.tokenizer.condition_to_continuous(whole).float().expand(B, -1, -1)
             tokens = self.refiner(f_hat.flatten(2).transpose(1, 2).float(), out.last_block.float(), degraded, context)
             f_ref = tokens.transpose(1, 2).reshape(B, C, h, w)
-        return RestoreOutput(self.tokenizer.decode(f_ref.float()), f_hat, f_ref)
+        image = self.tokenizer.decode(f_ref.float())
+        if fidelity:
+            side = self.prior.patch_nums[-1]
+            round_trip = self.tokenizer.condition_to_continuous(cond).float().transpose(1, 2).unflatten(2, (side, side))
+            lost = degraded_B3HW.float() - self.tokenizer.decode(round_trip)
+            image = (image + fidelity * lost).clamp(-1, 1)
+        return RestoreOutput(image, f_hat, f_ref)

@@ -110,6 +110,11 @@ class LatentDiffusionRestorer(BaselineModule):
             (residual restoration, as residual-shifting diffusion restorers do), so it starts from the degraded
             latent; the same switch as the CPU RestoreVAR recipe's ``residual_from_degraded`` refiner.
         optimizer: injected optimizer (AdamW lr 2e-4 if None).
+        condition_dropout: probability that a training sample's degraded latent (and context) is replaced by
+            zeros, so the denoiser also learns to generate clean latents unconditionally (the pre-training of the
+            shipped CPU denoiser, ``rvar/demo/asset.py``). 0: never.
+        init_from: an ``ldm`` baseline checkpoint whose denoiser weights and latent scale to start from (same
+            denoiser sizes; the tokenizer is the one given here).
     """
 
     name = "ldm"
@@ -118,8 +123,12 @@ class LatentDiffusionRestorer(BaselineModule):
                  tokenizer_config: Optional[Dict[str, Any]] = None, denoiser: Optional[DenoiserConfig] = None,
                  train_timesteps: int = 1000, beta_schedule: str = "scaled_linear", sampler: str = "ddim",
                  sampling_steps: int = 50, prediction_type: str = "epsilon", residual_on_condition: bool = False,
-                 optimizer: Optional[OptimizerCallable] = None) -> None:
+                 optimizer: Optional[OptimizerCallable] = None, condition_dropout: float = 0.0,
+                 init_from: Optional[str] = None) -> None:
         super().__init__(optimizer)
+        if not 0.0 <= condition_dropout < 1.0:
+            raise UserError(f"condition_dropout must be in [0, 1), got {condition_dropout}")
+        self.condition_dropout, self.init_from = float(condition_dropout), init_from
         if sampler not in SAMPLERS:
             raise UserError(f"sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if prediction_type not in PREDICTION_TYPES:
@@ -141,6 +150,16 @@ class LatentDiffusionRestorer(BaselineModule):
         # 3. latent scale (1 / std of clean latents), measured on the first training batch and then saved
         self.register_buffer("latent_scale", torch.zeros(()))
         self._train_scheduler = None
+        if init_from is not None:
+            self._load_init(init_from)
+
+    def _load_init(self, path: str) -> None:
+        """Denoiser weights and latent scale of the ``ldm`` checkpoint ``path`` (read weights-only)."""
+        from rvar.nn.checkpoints import load_checkpoint, load_strict, sub_state_dict
+
+        ckpt = load_checkpoint(path, kinds=("baseline",))
+        load_strict(self.denoiser, sub_state_dict(ckpt["state_dict"], "denoiser."), path)
+        self.latent_scale.copy_(ckpt["state_dict"]["latent_scale"])
 
     # ---- restore interface ---------------------------------------------------------------------------
     @property
@@ -198,6 +217,10 @@ class LatentDiffusionRestorer(BaselineModule):
                 raise UserError("denoiser.context needs whole-image context in the batches: set "
                                 "data.init_args.context_size (e.g. 256)")
             context_BChw = self.encode(batch["context"])
+        if self.training and self.condition_dropout > 0:
+            keep_B111 = (torch.rand(cond_BChw.shape[0], 1, 1, 1, device=cond_BChw.device) >= self.condition_dropout)
+            cond_BChw = cond_BChw * keep_B111
+            context_BChw = None if context_BChw is None else context_BChw * keep_B111
         scheduler = self.training_scheduler()
         noise = torch.randn_like(z0_BChw)
         t_B = torch.randint(0, self.train_timesteps, (z0_BChw.shape[0],), device=z0_BChw.device)

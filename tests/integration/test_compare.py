@@ -63,7 +63,8 @@ def test_compare_end_to_end(checkpoints, tmp_path, rvar_data_home, monkeypatch, 
     assert {r["label"] for r in ladder} == {"restorevar", "restorevar'"}
     stages = {(r["stage"], r["degradation"]) for r in ladder if r["label"] == "restorevar"}
     assert stages == {("VQ round trip (clean)", "clean"), ("continuous round trip (clean)", "clean")} | {
-        (s, d) for s in ("prior only", "+ refiner") for d in ("rain", "low_light:gain=0.3", "overall")}
+        (s, d) for s in ("prior only", "+ refiner", "full, another photo's prior")
+        for d in ("rain", "low_light:gain=0.3", "overall")}
     by = {(r["label"], r["stage"], r["degradation"]): float(r["psnr"]) for r in ladder}
     full = {r["degradation"]: float(r["psnr"]) for r in rows if r["model"] == "restorevar"}
     assert abs(by[("restorevar", "+ refiner", "overall")] - full["overall"]) < 1e-3  # the same restorations

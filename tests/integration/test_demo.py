@@ -18,7 +18,8 @@ def test_demo_with_a_tiny_budget_produces_a_report_and_a_restorer(tmp_path, rvar
     proc = subprocess.run([sys.executable, "-m", "rvar", "demo", "--minutes", "1", "--out", str(out),
                            "--eval-images", "1"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("report.md", "report.html", "restorevar.ckpt", "ldm.ckpt", "nafnet.ckpt", "mlflow.db",
+    for name in ("report.md", "report.html", "restorevar.ckpt", "refiner_without_prior.ckpt", "ldm.ckpt",
+                 "nafnet.ckpt", "prior_pretrained.ckpt", "ldm_pretrained.ckpt", "mlflow.db",
                  "compare/results.csv", "compare/quality_vs_time.png"):
         assert (out / name).exists(), name
     report = (out / "report.md").read_text()
@@ -40,4 +41,4 @@ def test_demo_with_a_tiny_budget_produces_a_report_and_a_restorer(tmp_path, rvar
     proc = subprocess.run([sys.executable, "-m", "rvar", "demo", "--minutes", "1", "--out", str(out),
                            "--eval-images", "1"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stderr.count("reusing") == 5 and "tokenizer: the shipped one" in proc.stderr
+    assert proc.stderr.count("reusing") == 6 and "tokenizer: the shipped one" in proc.stderr

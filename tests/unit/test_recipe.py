@@ -95,11 +95,13 @@ def test_ldm_rejects_unknown_prediction_type():
 
 
 def test_embedded_splits_are_disjoint_and_dead_leaves_reproducible(rvar_data_home):
-    from rvar.data.embedded import TEST_IMAGES, dead_leaves, ensure_embedded
+    from rvar.data.embedded import VAL_IMAGES, dead_leaves, ensure_embedded, full_gamut_palette, vendored_photos
 
     root = ensure_embedded()
     names = {split: {p.stem for p in (root / split).glob("*.png")} for split in ("train", "val", "test")}
-    assert names["test"] == set(TEST_IMAGES)
+    assert names["test"] == set(vendored_photos("test")) and len(names["test"]) >= 12
+    assert names["val"] == set(VAL_IMAGES) | set(vendored_photos("val"))  # natural photos only
+    assert set(vendored_photos("train")) <= names["train"]
     assert not (names["train"] & names["val"]) and not (names["train"] & names["test"])
     assert not (names["val"] & names["test"])
     assert sum(n.startswith("dead_leaves") for n in names["train"]) >= 40
@@ -108,6 +110,10 @@ def test_embedded_splits_are_disjoint_and_dead_leaves_reproducible(rvar_data_hom
     assert a.shape == (64, 64, 3) and np.array_equal(a, b)
     assert not np.array_equal(a, dead_leaves(4, palette, size=64))
     assert len(np.unique(a.reshape(-1, 3), axis=0)) > 2 or a.std() > 0  # discs, not a flat canvas
+    # the full-gamut palettes reach saturated greens and blues that the warm photos rarely show
+    gamut = full_gamut_palette(1).astype(int)
+    r, g, b = gamut.T
+    assert ((g > r + 80) & (g > b + 80)).mean() > 0.02 and ((b > r + 80) & (b > g + 80)).mean() > 0.02
 
 
 def test_an_older_embedded_set_is_rebuilt(tmp_path, monkeypatch):
@@ -157,8 +163,11 @@ def test_shipped_tokenizer_is_a_tiny_tokenizer_and_the_demo_copies_it(tmp_path):
     result = install_shipped_tokenizer(tmp_path, lines.append)
     assert result.status == "shipped" and (tmp_path / "tokenizer.ckpt").read_bytes() == SHIPPED_TOKENIZER.read_bytes()
     assert "shipped" in lines[0]
-    assert [s.name for s in demo_stages(False)] == ["prior", "refiner", "decoder", "ldm", "nafnet"]
+    assert [s.name for s in demo_stages(False)] == ["prior", "refiner", "decoder", "noprior", "ldm", "nafnet"]
     assert demo_stages(True)[0].name == "tokenizer"
+    # with a tokenizer of its own the demo cannot use the shipped pre-trained prior and denoiser
+    assert all("pretrained" not in name for s in demo_stages(True) for name in s.reads.values())
+    assert {s.name: s.reads.get("init_from") for s in demo_stages(False)}["prior"] == "prior_pretrained.ckpt"
     # a stage's digest follows the checkpoints it reads, not only its config
     before = config_digest({"a": 1}, [tmp_path / "tokenizer.ckpt"])
     (tmp_path / "tokenizer.ckpt").write_bytes(b"changed")
@@ -221,3 +230,14 @@ def test_ldm_residual_on_condition_adds_the_degraded_latent():
     assert module.init_args()["residual_on_condition"] is True
     with pytest.raises(UserError, match="residual_on_condition"):
         LatentDiffusionRestorer(tokenizer_ckpt=None, tokenizer_preset="tiny", residual_on_condition=True)
+
+
+def test_every_demo_contender_gets_the_same_training_budget():
+    from rvar.demo.runner import RESTOREVAR_SHARES, demo_stages, stage_seconds
+
+    stages = demo_stages(False)
+    seconds = stage_seconds(stages, 600.0)
+    restorevar = sum(seconds[name] for name in RESTOREVAR_SHARES)
+    assert abs(restorevar - 150.0) < 1e-6  # four contenders: RestoreVAR (three stages), the ablation, LDM, NAFNet
+    assert all(abs(seconds[name] - restorevar) < 1e-6 for name in ("noprior", "ldm", "nafnet"))
+    assert seconds["prior"] > seconds["decoder"] > 0

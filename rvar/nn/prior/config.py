@@ -27,6 +27,11 @@ class PriorConfig:
         condition_gain_init: initial value of every cross-attention gain and of the global-embedding gain.
             0 (RestoreVAR): fine-tuned from VAR, the prior starts as the unconditional model. A prior trained
             from scratch learns to use the condition much sooner from a non-zero start (the tiny configs use 1).
+        aligned_condition: also add the degraded latent, area-resized to each scale's grid and projected, to that
+            scale's input tokens (parameter ``word_embed_aligned``), so every token sees the degraded image at its
+            own position besides the cross-attention. Off in RestoreVAR (cross-attention only), whose d16 prior
+            was pre-trained on ImageNet for weeks; a tiny prior trained for CPU minutes learns a position-aligned
+            input far sooner than to look up its position through attention.
     """
 
     depth: int = 16
@@ -44,6 +49,7 @@ class PriorConfig:
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     condition_gain_init: float = 0.0
+    aligned_condition: bool = False
 
     def __post_init__(self) -> None:
         self.patch_nums = None if self.patch_nums is None else tuple(int(p) for p in self.patch_nums)

@@ -102,6 +102,8 @@ class RestoreVARPrior(nn.Module):
         self.lvl_embed_cond = nn.Embedding(1, C)
         self.global_embed = nn.Linear(Cv, C)
         self.global_embed_gain = nn.Parameter(torch.tensor(0.0))
+        if cfg.aligned_condition:
+            self.word_embed_aligned = nn.Linear(Cv, C)
         # 3. blocks and head
         dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
         self.blocks = nn.ModuleList([PriorBlock(cfg, dpr[i]) for i in range(cfg.depth)])
@@ -155,6 +157,16 @@ class RestoreVARPrior(nn.Module):
         cond_BSC = self.word_embed_cond(proj) + self.lvl_embed_cond.weight[0]
         return sos, cond_BSC
 
+    def _aligned_condition(self, cond_BSCv: torch.Tensor) -> Optional[torch.Tensor]:
+        """(B, L, C): the degraded latent area-resized to every scale's grid and embedded, one token per
+        position of every scale (``PriorConfig.aligned_condition``); None when the switch is off."""
+        if not self.config.aligned_condition:
+            return None
+        side = self.patch_nums[-1]
+        grid_BChw = cond_BSCv.to(self.dtype).transpose(1, 2).unflatten(2, (side, side))
+        scales = [F.interpolate(grid_BChw, size=(pn, pn), mode="area").flatten(2) for pn in self.patch_nums]
+        return self.word_embed_aligned(torch.cat(scales, dim=2).transpose(1, 2))  # (B, L, C)
+
     def _run_blocks(self, x_BLC, cond_BSC, attn_bias, start: int, end: int) -> torch.Tensor:
         rope_q = (self.rope_cos[start:end], self.rope_sin[start:end])
         rope_k = (self.rope_cos_cond, self.rope_sin_cond)
@@ -176,6 +188,9 @@ class RestoreVARPrior(nn.Module):
         sos, cond_BSC = self._embed_condition(cond_BSCv)
         x_BLC = torch.cat((sos, self.word_embed(x_BLCv_wo_first_l.to(self.dtype))), dim=1)
         x_BLC = x_BLC + self.lvl_embed(self.lvl_1L.expand(x_BLC.shape[0], -1))
+        aligned_BLC = self._aligned_condition(cond_BSCv)
+        if aligned_BLC is not None:
+            x_BLC = x_BLC + aligned_BLC
         return self.logits(self._run_blocks(x_BLC, cond_BSC, self.attn_bias_for_masking, 0, self.L))
 
     # ---- sampling ------------------------------------------------------------------------------------
@@ -198,6 +213,9 @@ class RestoreVARPrior(nn.Module):
         B = cond_BSCv.shape[0]
         sos, cond_BSC = self._embed_condition(cond_BSCv)
         lvl_pos = self.lvl_embed(self.lvl_1L)  # (1, L, C)
+        aligned_BLC = self._aligned_condition(cond_BSCv)
+        if aligned_BLC is not None:
+            lvl_pos = lvl_pos + aligned_BLC  # (B, L, C): added to every scale's input like the level embedding
         token_map = sos + lvl_pos[:, : self.first_l]
         side = self.patch_nums[-1]
         f_hat = torch.zeros(B, quantizer.Cvae, side, side, device=sos.device)  # accumulated in fp32

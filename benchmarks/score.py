@@ -1,0 +1,71 @@
+"""Score restorer, prior or baseline checkpoints per degradation, as `rvar compare` does, on a chosen split.
+
+    python benchmarks/score.py OUT/restorevar.ckpt [MORE.ckpt ...] [--data embedded-val] [--max-images 6]
+    python benchmarks/score.py OUT/restorevar.ckpt --data /path/to/pairs        # paired folder: input/ + target/
+    python benchmarks/score.py OUT/restorevar.ckpt --real-pairs ../shared/data/real_pairs   # clean/ + degraded/
+
+Recipes are chosen on ``embedded-val`` (natural photos); ``embedded-test`` is for reports. 256 px centre crops
+under the demo's seven degradations (clean-folder data), 64 px tiles overlapping by half, whole-image context for
+models that read it. Prints, per checkpoint, the mean PSNR, the gain over the degraded inputs, the PSNR gain and
+the CIEDE2000 colour error (input -> output) per degradation.
+"""
+import argparse
+
+import torch
+
+from rvar.commands.compare import degradation_specs
+from rvar.eval.compare import load_samples
+from rvar.demo.runner import EVAL_DEGRADATIONS
+from rvar.inference import load_restoration_model, run_tiled
+from rvar.eval.metrics import ciede2000_per_image, mean, psnr_per_image
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("checkpoints", nargs="+")
+parser.add_argument("--data", default="embedded-val")
+parser.add_argument("--max-images", type=int, default=None)
+parser.add_argument("--size", type=int, default=256, help="centre-crop side (0 with --real-pairs: whole images)")
+parser.add_argument("--degradations", default=EVAL_DEGRADATIONS)
+parser.add_argument("--fidelity", type=float, nargs="+", default=[0.0], help="RestoreVAR fidelity weights to try")
+parser.add_argument("--real-pairs", help="a folder of clean/NAME.png and degraded/NAME__TYPE.png (research data: "
+                                        "measured here, never shipped); 256 px centre crops, grouped by TYPE")
+args = parser.parse_args()
+
+
+def real_pairs(folder: str):
+    from pathlib import Path
+
+    from rvar.eval.compare import Sample, centre_crop
+    from rvar.io import read_image
+
+    out = []
+    for path in sorted(Path(folder, "degraded").glob("*__*.png")):
+        name, kind = path.stem.rsplit("__", 1)
+        clean = Path(folder, "clean", f"{name}.png")
+        both = torch.cat([read_image(path).rgb, read_image(clean).rgb])
+        both = centre_crop(both, args.size, path) if args.size else both  # --size 0: the whole image
+        out.append(Sample(name, kind, both[:3], both[3:]))
+    return out[: args.max_images or None] if not args.max_images else [
+        s for kind in dict.fromkeys(x.degradation for x in out)
+        for s in [x for x in out if x.degradation == kind][: args.max_images]]
+
+
+samples = (real_pairs(args.real_pairs) if args.real_pairs else
+           load_samples(args.data, degradation_specs(args.degradations), args.size, 0, args.max_images))
+inputs = [float(psnr_per_image(s.degraded[None], s.clean[None])[0]) for s in samples]
+colour_in = [float(ciede2000_per_image(s.degraded[None], s.clean[None])[0]) for s in samples]
+for path, fidelity in [(p, f) for p in args.checkpoints for f in args.fidelity]:
+    model = load_restoration_model(path, torch.device("cpu"), "fp32", fidelity=fidelity)
+    gains, colours = {}, {}
+    for number, sample in enumerate(samples):
+        torch.manual_seed(number)
+        with torch.inference_mode():
+            out = run_tiled(model.fn, sample.degraded, model.native, 16, overlap=32).clamp(0, 1)
+        psnr = float(psnr_per_image(out[None], sample.clean[None])[0])
+        colour = float(ciede2000_per_image(out[None], sample.clean[None])[0])
+        gains.setdefault(sample.degradation.split(":")[0], []).append(psnr - inputs[number])
+        colours.setdefault(sample.degradation.split(":")[0], []).append((colour_in[number], colour))
+    every = [g for values in gains.values() for g in values]
+    per = {name: round(mean(values), 2) for name, values in gains.items()}
+    dE = {name: f"{mean(a for a, _ in v):.1f}->{mean(b for _, b in v):.1f}" for name, v in colours.items()}
+    print(f"{path} (fidelity {fidelity:g}): inputs {mean(inputs):.2f} dB, gain {mean(every):+.2f} dB, per degradation {per}, "
+          f"CIEDE2000 {dE}", flush=True)
