@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu.sh --dry-run       # the same code paths on the CPU at the tiny size (no GPU needed)
 #   OUT=/some/dir bash benchmarks/gpu.sh   # elsewhere
 #
-# What it measures (rvar/bench_gpu.py, torch.cuda.synchronize() around every timed call): the whole restorer per
+# What it measures (rvar/bench/gpu.py, torch.cuda.synchronize() around every timed call): the whole restorer per
 # 512x512 image in bf16 at batch 1 and 8 with its FLOPs (paper: 0.201 s, 10 scales, 1.05 TFLOPs), the LDM baseline at
 # 50 and 20 steps, the full-size prior's training step (images/s, achieved TFLOP/s, with and without activation
 # checkpointing) and a 2-process DDP step when two GPUs are visible.
@@ -53,7 +53,7 @@ PY
 mkdir -p "$OUT"
 echo "benchmarks/gpu.sh: running (limit ${LIMIT_S}s) ..." >&2
 status=0
-timeout --signal=TERM --kill-after=20 "$LIMIT_S" "$PY" -m rvar.bench_gpu --out "$OUT" "$@" || status=$?
+timeout --signal=TERM --kill-after=20 "$LIMIT_S" "$PY" -m rvar.bench.gpu --out "$OUT" "$@" || status=$?
 if [ "$status" -eq 124 ]; then
   echo "benchmarks/gpu.sh: stopped at the ${LIMIT_S}s limit; $OUT/gpu.json holds the sections finished before it" >&2
 fi

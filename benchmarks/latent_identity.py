@@ -7,10 +7,11 @@ for the continuous round trip decode(encode(degraded)) with the original and the
 trip, and the degraded input. A restorer whose residual is zero scores the continuous row.
 """
 import sys, torch
-from rvar.commands.compare import load_samples, degradation_specs
+from rvar.commands.compare import degradation_specs
+from rvar.eval.compare import load_samples
 from rvar.inference import run_tiled
-from rvar.metrics import psnr_per_image
-from rvar.demo import EVAL_DEGRADATIONS
+from rvar.eval.metrics import psnr_per_image
+from rvar.demo.runner import EVAL_DEGRADATIONS
 from rvar.nn.checkpoints import build_tokenizer, load_checkpoint
 from rvar.pixels import to_signed, to_unit
 torch.set_num_threads(2)

@@ -5,10 +5,11 @@
 Per-degradation PSNR through the same tiles as `rvar compare`. A diagnostic, not a recipe.
 """
 import sys, torch
-from rvar.commands.compare import load_samples, degradation_specs
+from rvar.commands.compare import degradation_specs
+from rvar.eval.compare import load_samples
 from rvar.inference import load_restoration_model, run_tiled
-from rvar.metrics import psnr_per_image
-from rvar.demo import EVAL_DEGRADATIONS
+from rvar.eval.metrics import psnr_per_image
+from rvar.demo.runner import EVAL_DEGRADATIONS
 torch.set_num_threads(2)
 m = load_restoration_model("/tmp/d60/restorevar.ckpt", torch.device("cpu"), "fp32")
 ref = m.module.refiner

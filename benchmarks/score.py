@@ -13,10 +13,11 @@ import argparse
 
 import torch
 
-from rvar.commands.compare import degradation_specs, load_samples
-from rvar.demo import EVAL_DEGRADATIONS
+from rvar.commands.compare import degradation_specs
+from rvar.eval.compare import load_samples
+from rvar.demo.runner import EVAL_DEGRADATIONS
 from rvar.inference import load_restoration_model, run_tiled
-from rvar.metrics import ciede2000_per_image, mean, psnr_per_image
+from rvar.eval.metrics import ciede2000_per_image, mean, psnr_per_image
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("checkpoints", nargs="+")
@@ -35,7 +36,7 @@ args = parser.parse_args()
 def real_pairs(folder: str):
     from pathlib import Path
 
-    from rvar.commands.compare import Sample, centre_crop
+    from rvar.eval.compare import Sample, centre_crop
     from rvar.io import read_image
 
     out = []
@@ -63,7 +64,7 @@ for path, fidelity, swap in runs:
         torch.manual_seed(number)
         fn = model.fn
         if swap:
-            from rvar.ladder import other_photo_fn
+            from rvar.eval.ladder import other_photo_fn
 
             others = [s for s in samples if s.name != sample.name] or [sample]
             fn = other_photo_fn(model.module, others[number % len(others)].degraded)

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rvar.bench import QUICK_SIZES, SIZES, format_table, run_bench
+    from rvar.bench.sampling import QUICK_SIZES, SIZES, format_table, run_bench
 
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()] if args.sizes else \
         list(QUICK_SIZES if args.quick else SIZES)
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.pipeline_only:
         print(format_table(report))
     if args.pipeline or args.pipeline_only:
-        from rvar.bench_pipeline import format_pipeline, run_pipeline_bench
+        from rvar.bench.pipeline import format_pipeline, run_pipeline_bench
 
         report["pipeline"] = run_pipeline_bench(sizes, repeats=args.repeats or 1, log=log)
         print(format_pipeline(report["pipeline"]))

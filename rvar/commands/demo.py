@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rvar.demo import run_demo
+    from rvar.demo.runner import run_demo
 
     if args.eval_images is not None and args.eval_images < 1:
         from rvar.errors import UserError

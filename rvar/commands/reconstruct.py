@@ -6,7 +6,7 @@ import sys
 
 from rvar.commands._batch import add_common_arguments, finish, plan_outputs, run_over_images
 from rvar.inference import load_tokenizer_model, resolve_device, resolve_precision
-from rvar.metrics import mean, psnr_per_image
+from rvar.eval.metrics import mean, psnr_per_image
 
 HELP = "encode, quantise and decode images with a tokenizer; prints PSNR"
 DESCRIPTION = """Round-trip each image through the checkpoint's tokenizer (encoder -> multi-scale residual

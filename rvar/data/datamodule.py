@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from rvar.data.datasets import CleanFolderDataset, EpochSampler, PairedDataset, check_augmentations, source_kind
 from rvar.data.degrade import DEFAULT_DEGRADATIONS, DegradationPipeline
 from rvar.data.embedded import ensure_embedded
+from rvar.data.evaluation import PROTOCOLS
 from rvar.pixels import whole_image_context
 from rvar.errors import UserError
-from rvar.protocol import PROTOCOLS
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers decode and crop; many threads each would oversubscribe the CPU
@@ -57,7 +57,7 @@ class DegradationDataModule(L.LightningDataModule):
         data_root: where the embedded photos live; None: ``$RVAR_DATA_HOME`` or ``~/.cache/rvar/embedded``.
         eval_protocol: how test/predict images are prepared: ``native`` (centre crops of ``crop_size``) or
             ``restorevar`` (the paper's: whole images, degraded and clean Lanczos-resized together to
-            ``eval_size``; see :mod:`rvar.protocol`). ``RestorerModule`` scores the way this names.
+            ``eval_size``; see :mod:`rvar.data.evaluation`). ``RestorerModule`` scores the way this names.
         eval_size: side of the ``restorevar`` protocol's resize (512 in the paper).
         eval_max_images: ``restorevar`` protocol: images per test source (5000 in the reference scripts; None: all).
         augment: training-crop augmentations, any of ``flip``, ``rotate``, ``channels`` (random RGB order) and
@@ -134,7 +134,7 @@ class DegradationDataModule(L.LightningDataModule):
             return None
         kinds = {source_kind(s) for s in sources}
         if split == "test" and self.eval_protocol == "restorevar":
-            from rvar.protocol import ProtocolDataset
+            from rvar.data.evaluation import ProtocolDataset
 
             return ProtocolDataset(sources, self.eval_size, self.eval_max_images, self.pipeline, self.seed, split)
         train = split == "train"

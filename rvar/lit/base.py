@@ -19,7 +19,7 @@ import torch.nn as nn
 from rvar.errors import UserError
 from rvar.nn.checkpoints import checkpoint_entries
 from rvar.lit.images import log_image_grid
-from rvar.metrics import load_lpips, lpips_per_image, psnr_per_image, ssim_per_image
+from rvar.eval.metrics import load_lpips, lpips_per_image, psnr_per_image, ssim_per_image
 
 
 def restorevar_adamw(params: Iterable) -> torch.optim.Optimizer:

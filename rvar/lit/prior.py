@@ -39,7 +39,7 @@ class PriorModule(RVARModule):
             about one more forward of compute; same outputs and gradients). See :mod:`rvar.nn.checkpointing`.
         condition_dropout: probability that a training sample's condition latent is replaced by zeros (a null
             condition), so the prior also learns the clean tokens' own statistics, as VAR's unconditional
-            pre-training does; the shipped CPU prior is pre-trained so (``rvar/demo_asset.py``). 0: never.
+            pre-training does; the shipped CPU prior is pre-trained so (``rvar/demo/asset.py``). 0: never.
     """
 
     def __init__(self, tokenizer_ckpt: Optional[str] = None, prior: Optional[PriorConfig] = None,

@@ -10,7 +10,7 @@ handles devices, DDP and logging::
 degradation) and prints them per test set in the layout of RestoreVAR's Table 1, next to the paper's values;
 ``predict`` returns, per batch, the restored images with their keys, and :class:`RestoredImageWriter` writes them.
 
-The evaluation protocol (:mod:`rvar.protocol`) is the data's ``eval_protocol``: ``native`` (centre crops at the
+The evaluation protocol (:mod:`rvar.eval.protocol`) is the data's ``eval_protocol``: ``native`` (centre crops at the
 model's size, float metrics) or ``restorevar`` (the paper's: 512x512 Lanczos pairs, uint8 RGB PSNR/SSIM as
 scikit-image computes them, LPIPS-Alex, at most 5000 images per test set)::
 
@@ -32,7 +32,7 @@ from rvar.inference import apply_any_size, baseline_fn, load_restoration_model, 
 from rvar.lit.base import log_per_degradation
 from rvar.io import save_grid, write_image
 from rvar.errors import UserError
-from rvar.protocol import TABLE1_SETS, EvalProtocol, ProtocolScorer, format_table1, table1_set
+from rvar.eval.protocol import TABLE1_SETS, EvalProtocol, ProtocolScorer, format_table1, table1_set
 from rvar.nn.restorer import Restorer
 
 

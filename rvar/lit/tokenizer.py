@@ -26,7 +26,7 @@ from rvar.data.degrade import sample_seed
 from rvar.errors import UserError
 from rvar.lit.base import RVARModule, restorevar_adamw
 from rvar.lit.gan import PatchDiscriminator, hinge_discriminator_loss, hinge_generator_loss
-from rvar.metrics import psnr_per_image, ssim_per_image
+from rvar.eval.metrics import psnr_per_image, ssim_per_image
 from rvar.nn.checkpoints import build_restorer, build_tokenizer, load_checkpoint, load_strict
 from rvar.nn.tokenizer import VQVAE, TokenizerConfig
 from rvar.pixels import to_signed, to_unit

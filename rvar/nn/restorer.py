@@ -76,7 +76,7 @@ class Restorer(nn.Module):
         carries (fine texture of a clean or mildly degraded photo) passes straight from the input to the output,
         and so does the same fraction of any fine-grained degradation (noise, thin rain).
 
-        ``prior_from_B3HW`` (a diagnostic, see :mod:`rvar.ladder`): sample the prior on this image (one image, or
+        ``prior_from_B3HW`` (a diagnostic, see :mod:`rvar.eval.ladder`): sample the prior on this image (one image, or
         one per input) instead of the input, so the refiner gets another photo's prior outputs; the rest of the
         pipeline reads the input as usual."""
         cond = self.tokenizer.encode_condition(degraded_B3HW)

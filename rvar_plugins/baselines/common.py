@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
-from rvar.metrics import psnr_per_image, ssim_per_image
+from rvar.eval.metrics import psnr_per_image, ssim_per_image
 from rvar.nn import count_parameters
 from rvar.nn.checkpoints import checkpoint_entries
 

@@ -112,7 +112,7 @@ class LatentDiffusionRestorer(BaselineModule):
         optimizer: injected optimizer (AdamW lr 2e-4 if None).
         condition_dropout: probability that a training sample's degraded latent (and context) is replaced by
             zeros, so the denoiser also learns to generate clean latents unconditionally (the pre-training of the
-            shipped CPU denoiser, ``rvar/demo_asset.py``). 0: never.
+            shipped CPU denoiser, ``rvar/demo/asset.py``). 0: never.
         init_from: an ``ldm`` baseline checkpoint whose denoiser weights and latent scale to start from (same
             denoiser sizes; the tokenizer is the one given here).
     """

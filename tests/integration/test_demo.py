@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rvar.demo import EVAL_DEGRADATIONS
+from rvar.demo.runner import EVAL_DEGRADATIONS
 from tests.tiny_reference import FIXTURES
 
 

@@ -12,7 +12,7 @@ from jsonargparse import Namespace
 
 from fit_runs import environment, fit, mlflow_runs
 from rvar.cli import name_mlflow_runs
-from rvar.demo_tracking import stage_summary
+from rvar.demo.tracking import stage_summary
 from rvar.lit.progress import LineProgressBar, format_metrics, wants_line_progress
 from rvar.lit.tracking import default_artifact_location, default_run_name, ensure_experiment
 
@@ -90,8 +90,8 @@ def test_two_fits_in_a_row_have_distinct_meaningful_names_and_plain_logs(tmp_pat
 
 @pytest.mark.slow
 def test_demo_stage_outside_a_terminal_is_one_start_and_one_end_line(tmp_path, rvar_data_home, monkeypatch):
-    from rvar.demo import Stage, run_stage
-    from rvar.demo_tracking import DemoTracking
+    from rvar.demo.runner import Stage, run_stage
+    from rvar.demo.tracking import DemoTracking
 
     out = tmp_path / "quick"
     out.mkdir()

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from rvar.cli import main
-from rvar.report import write_report
-from rvar.viewer import add_viewer
+from rvar.demo.report import write_report
+from rvar.demo.viewer import add_viewer
 from test_compare import checkpoints  # noqa: F401 - the module-scoped fixture: tiny restorer, LDM and NAFNet
 
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "lightning_config.yaml", "experiments", "rvar", "rvar_plugins")
 CHECK = """
 import rvar, rvar.configs
-from rvar.demo import SHIPPED_TOKENIZER, STAGES
+from rvar.demo.runner import SHIPPED_TOKENIZER, STAGES
 assert rvar.__file__.startswith({target!r}), rvar.__file__
 assert all(stage.config_path.is_file() for stage in STAGES), [str(s.config_path) for s in STAGES]
 assert SHIPPED_TOKENIZER.is_file() and str(SHIPPED_TOKENIZER).startswith({target!r}), SHIPPED_TOKENIZER

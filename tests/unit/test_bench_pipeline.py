@@ -1,7 +1,7 @@
 """`rvar bench --pipeline` measurement at the tiny size (plumbing; speed numbers live in BENCHMARKS.md)."""
 from __future__ import annotations
 
-from rvar.bench_pipeline import format_pipeline, measure
+from rvar.bench.pipeline import format_pipeline, measure
 
 
 def test_tiny_pipeline_measurement_has_every_field():

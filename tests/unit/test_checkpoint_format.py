@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from rvar.demo import SHIPPED_TOKENIZER
+from rvar.demo.runner import SHIPPED_TOKENIZER
 from rvar.errors import CheckpointError
 from rvar.inference import load_baseline, load_restoration_model, load_tokenizer_model
 from rvar.nn.checkpoints import build_restorer, build_tokenizer, load_checkpoint, read_torch_file, save_checkpoint

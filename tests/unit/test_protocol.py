@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from rvar.data.evaluation import ProtocolDataset, lanczos_resize, paired_resize, to_uint8
+from rvar.eval.protocol import (PAPER_TABLE1, EvalProtocol, ProtocolScorer, format_table1, psnr_uint8, ssim_uint8,
+                                table1_rows, table1_set)
 from rvar.io import read_image
-from rvar.protocol import (PAPER_TABLE1, EvalProtocol, ProtocolDataset, ProtocolScorer, format_table1,
-                           lanczos_resize, paired_resize, psnr_uint8, ssim_uint8, table1_rows, table1_set, to_uint8)
 from tests.tiny_reference import FIXTURES
 
 
@@ -85,10 +86,10 @@ def test_table1_layout_carries_the_paper_rows():
 
 
 def test_scorer_quantises_and_skips_lpips_without_weights(monkeypatch, tmp_path):
-    import rvar.metrics
+    import rvar.eval.metrics
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no AlexNet weights here
-    monkeypatch.setattr(rvar.metrics, "_LPIPS_WARNED", False)
+    monkeypatch.setattr(rvar.eval.metrics, "_LPIPS_WARNED", False)
     with pytest.warns(UserWarning, match="LPIPS skipped"):
         scorer = ProtocolScorer(EvalProtocol.named("restorevar"))
     pred, target = _pairs()[0]

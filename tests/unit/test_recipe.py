@@ -134,7 +134,7 @@ def test_an_older_embedded_set_is_rebuilt(tmp_path, monkeypatch):
 def test_report_gathers_sibling_demos_by_budget(tmp_path):
     import json
 
-    from rvar.report import budget_history, write_budget_plot
+    from rvar.demo.report import budget_history, write_budget_plot
 
     for folder, minutes, psnr, tokenizer in (("demo60", 60, 21.5, "shipped"), ("demo", 15, 20.1, "shipped"),
                                              ("broken", None, None, None), ("scratch30", 30, 18.0, "trained")):
@@ -151,7 +151,7 @@ def test_report_gathers_sibling_demos_by_budget(tmp_path):
 def test_shipped_tokenizer_is_a_tiny_tokenizer_and_the_demo_copies_it(tmp_path):
     import json
 
-    from rvar.demo import SHIPPED_TOKENIZER, config_digest, demo_stages, install_shipped_tokenizer
+    from rvar.demo.runner import SHIPPED_TOKENIZER, config_digest, demo_stages, install_shipped_tokenizer
     from rvar.nn.checkpoints import build_tokenizer, load_checkpoint
 
     ckpt = load_checkpoint(SHIPPED_TOKENIZER, kinds=("tokenizer",))
@@ -233,7 +233,7 @@ def test_ldm_residual_on_condition_adds_the_degraded_latent():
 
 
 def test_every_demo_contender_gets_the_same_training_budget():
-    from rvar.demo import RESTOREVAR_SHARES, demo_stages, stage_seconds
+    from rvar.demo.runner import RESTOREVAR_SHARES, demo_stages, stage_seconds
 
     stages = demo_stages(False)
     seconds = stage_seconds(stages, 600.0)

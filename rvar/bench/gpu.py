@@ -1,4 +1,4 @@
-"""GPU measurements of the full-size method (issue #13.3), run by ``benchmarks/gpu.sh``; ``--dry-run`` runs the same
+"""GPU measurements of the full-size method, run by ``benchmarks/gpu.sh``; ``--dry-run`` runs the same
 code paths on the CPU at the tiny size.
 
 Measured with ``torch.cuda.synchronize()`` around every timed call (best of ``repeats`` after one warm-up):
@@ -31,7 +31,7 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn.functional as F
 
-from rvar.bench import best_time, count_flops, matched_denoiser, matmul_peak, size_spec
+from rvar.bench.sampling import best_time, count_flops, matched_denoiser, matmul_peak, size_spec
 from rvar.inference import autocast
 from rvar.nn import count_parameters
 from rvar.pixels import to_signed
@@ -39,7 +39,7 @@ from rvar.pixels import to_signed
 PAPER = {"restore_seconds_per_image": 0.201, "restore_tflops": 1.05, "scales": 10}
 
 
-# 1. sizes and inputs (timing: rvar.bench's helpers, synchronised on the device) ------------------------------
+# 1. sizes and inputs (timing: rvar.bench.sampling's helpers, synchronised on the device) ---------------------
 def configs(tiny: bool):
     return size_spec("tiny" if tiny else "d16-512")
 
@@ -73,7 +73,7 @@ def bench_restore(device: torch.device, tiny: bool, batches=(1, 8), repeats: int
 
 
 def bench_ldm(device: torch.device, tiny: bool, steps=(50, 20), repeats: int = 2) -> Dict[str, Any]:
-    from rvar.bench import ldm_baseline
+    from rvar.bench.sampling import ldm_baseline
     from rvar.nn.prior import RestoreVARPrior
     from rvar.nn.tokenizer import VQVAE
 
@@ -177,7 +177,7 @@ def ddp_worker(tiny: bool, batch: int, repeats: int) -> None:
 
 def bench_ddp(tiny: bool, batch: int, repeats: int, timeout: float) -> Dict[str, Any]:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-               "rvar.bench_gpu", "--ddp-worker", "--train-batch", str(batch), "--repeats", str(repeats)]
+               "rvar.bench.gpu", "--ddp-worker", "--train-batch", str(batch), "--repeats", str(repeats)]
     if tiny:
         command.append("--dry-run")
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
@@ -215,7 +215,7 @@ def summary(report: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[list] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rvar.bench_gpu", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rvar.bench.gpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="benchmarks/gpu", help="output folder (gpu.json, summary.txt)")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: the same code paths, quickly")
     parser.add_argument("--train-batch", type=int, help="prior training batch per process (default 16; 2 dry)")
@@ -228,7 +228,7 @@ def main(argv: Optional[list] = None) -> int:
         ddp_worker(tiny, batch, args.repeats)
         return 0
     if not tiny and not torch.cuda.is_available():
-        print("rvar.bench_gpu: no CUDA device visible (use --dry-run for the CPU check)", file=sys.stderr)
+        print("rvar.bench.gpu: no CUDA device visible (use --dry-run for the CPU check)", file=sys.stderr)
         return 2
     device = torch.device("cpu" if tiny else "cuda")
     if device.type == "cuda":

@@ -25,7 +25,7 @@ def measure(size: str, precision: str, repeats: int = 1) -> Dict[str, Any]:
     import torch
 
     import rvar.registry
-    from rvar.bench import best_time, count_flops, matmul_peak, peak_rss_mib, size_spec
+    from rvar.bench.sampling import best_time, count_flops, matmul_peak, peak_rss_mib, size_spec
     from rvar.inference import autocast
     from rvar.nn import count_parameters
     from rvar.nn.restorer import Restorer
@@ -65,7 +65,7 @@ def run_pipeline_bench(sizes: Sequence[str], precisions: Sequence[str] = PRECISI
     for size in sizes:
         for precision in precisions:
             log(f"[pipeline {size} {precision}] restoring one image in a fresh process ...")
-            code = (f"import json; from rvar.bench_pipeline import measure; "
+            code = (f"import json; from rvar.bench.pipeline import measure; "
                     f"print(json.dumps(measure({size!r}, {precision!r}, {int(repeats)})))")
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if proc.returncode != 0:

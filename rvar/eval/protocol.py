@@ -15,25 +15,23 @@ Paper: RestoreVAR (Rajagopalan, Narayan, Patel; arXiv 2505.18047), Table 1. Refe
 
 ``native`` is rvar's own: images at the model's native size (centre crops), float PSNR/SSIM (torchmetrics,
 gaussian window) and LPIPS when present. :func:`format_table1` prints per-dataset results in the layout of the
-paper's Table 1 with the published RestoreVAR values as reference rows.
+paper's Table 1 with the published RestoreVAR values as reference rows. How the test images are sized for each
+protocol (the paired Lanczos resize, :class:`~rvar.data.evaluation.ProtocolDataset`) is data preparation and lives in
+:mod:`rvar.data.evaluation`.
 
 Shapes: B batch, H/W image side.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from torch.utils.data import Dataset
 
+from rvar.data.evaluation import PROTOCOLS, to_uint8
 from rvar.errors import UserError
-
-PROTOCOLS = ("native", "restorevar")
 
 # RestoreVAR's Table 1 (arXiv 2505.18047): PSNR / SSIM / LPIPS of the released model per test set.
 PAPER_TABLE1: Dict[str, Dict[str, float]] = {
@@ -62,7 +60,7 @@ def table1_set(label: str) -> Optional[str]:
 
 @dataclass(frozen=True)
 class EvalProtocol:
-    """How a test set is scored (the sizing is :class:`ProtocolDataset`'s and ``rvar compare``'s).
+    """How a test set is scored (the sizing is :class:`rvar.data.evaluation.ProtocolDataset`'s and ``rvar compare``'s).
 
     Args:
         name: ``native`` or ``restorevar``.
@@ -79,25 +77,7 @@ class EvalProtocol:
         return cls(name)
 
 
-# 1. the paired transform -----------------------------------------------------------------------------------
-def to_uint8(x01: torch.Tensor) -> torch.Tensor:
-    """RestoreVAR's quantisation: clip to [0, 1], ``x * 255`` in float32, cast (truncates) to uint8."""
-    return (x01.detach().float().clamp(0, 1) * 255).to(torch.uint8)
-
-
-def lanczos_resize(image_CHW: torch.Tensor, size: int) -> torch.Tensor:
-    """An image in [0, 1] (3, H, W) resized to (3, size, size) with PIL's Lanczos on its uint8 pixels."""
-    pixels = to_uint8(image_CHW).permute(1, 2, 0).cpu().numpy()
-    resized = Image.fromarray(np.ascontiguousarray(pixels)).resize((size, size), Image.LANCZOS)
-    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float() / 255
-
-
-def paired_resize(degraded_CHW: torch.Tensor, clean_CHW: torch.Tensor, size: int):
-    """The same Lanczos resize of the degraded image and its ground truth, whatever their aspect ratio."""
-    return lanczos_resize(degraded_CHW, size), lanczos_resize(clean_CHW, size)
-
-
-# 2. metrics on quantised RGB ------------------------------------------------------------------------------
+# 1. metrics on quantised RGB ------------------------------------------------------------------------------
 def psnr_uint8(pred01_B3HW: torch.Tensor, target01_B3HW: torch.Tensor) -> torch.Tensor:
     """PSNR (dB) per image of the uint8-quantised RGB images, data range 255 (scikit-image's formula). (B,)"""
     pred, target = to_uint8(pred01_B3HW).double(), to_uint8(target01_B3HW).double()
@@ -129,17 +109,17 @@ class ProtocolScorer:
 
     Args:
         protocol: the :class:`EvalProtocol`.
-        allow_random_lpips: see :func:`rvar.metrics.load_lpips` (tests only).
+        allow_random_lpips: see :func:`rvar.eval.metrics.load_lpips` (tests only).
     """
 
     def __init__(self, protocol: EvalProtocol, allow_random_lpips: bool = False) -> None:
-        from rvar.metrics import load_lpips
+        from rvar.eval.metrics import load_lpips
 
         self.protocol = protocol
         self.lpips = load_lpips(protocol.lpips_net, allow_random_backbone=allow_random_lpips)
 
     def __call__(self, pred01_B3HW: torch.Tensor, target01_B3HW: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:
-        from rvar.metrics import lpips_per_image, psnr_per_image, ssim_per_image
+        from rvar.eval.metrics import lpips_per_image, psnr_per_image, ssim_per_image
 
         if self.protocol.name == "restorevar":
             pred01_B3HW = to_uint8(pred01_B3HW).float() / 255  # LPIPS sees the quantised images too
@@ -154,54 +134,13 @@ class ProtocolScorer:
         return {"psnr": psnr.float(), "ssim": ssim.float(), "lpips": None if lpips is None else lpips.float()}
 
 
-# 3. the test set ------------------------------------------------------------------------------------------
-class ProtocolDataset(Dataset):
-    """A test set under RestoreVAR's protocol: whole images, Lanczos-resized in pairs to ``size``.
-
-    Paired folders and manifests give (degraded, clean) pairs. Clean folders are resized first and then degraded by
-    ``pipeline`` (worker ops here; batched ops after transfer, from ``plan``). Each source stops after
-    ``max_images`` images (the reference scripts evaluate one test set per run).
-
-    Items: ``degraded``, ``clean`` (3, size, size) float32 in [0, 1] (uint8 values), ``degradation``, ``index``
-    and, for clean sources with a pipeline, ``plan``.
-    """
-
-    def __init__(self, sources: Sequence[str | Path], size: int = 512, max_images: Optional[int] = 5000,
-                 pipeline=None, seed: int = 0, stream: str = "test") -> None:
-        from rvar.data.datasets import load_pairs, scan_clean_folders, source_kind
-
-        self.size, self.pipeline, self.seed, self.stream = int(size), pipeline, int(seed), stream
-        self.items: List[tuple] = []  # (kind, first path, second path or None, label)
-        for source in sources:
-            found = ([("clean", p, None, None) for p in scan_clean_folders([source])] if source_kind(source) == "clean"
-                     else [("pair", e.input_path, e.target_path, e.degradation) for e in load_pairs([source])])
-            self.items.extend(found[:max_images] if max_images else found)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, key: int) -> Dict[str, object]:
-        from rvar.data.degrade import sample_seed
-        from rvar.io import read_image
-
-        kind, first, second, label = self.items[key]
-        if kind == "pair":
-            degraded, clean = paired_resize(read_image(first).rgb, read_image(second).rgb, self.size)
-            return {"degraded": degraded, "clean": clean, "degradation": label, "index": key}
-        clean = lanczos_resize(read_image(first).rgb, self.size)
-        item = {"degraded": clean, "clean": clean, "degradation": "none", "index": key}
-        if self.pipeline is not None:
-            item.update(self.pipeline.worker_stage(clean, sample_seed(self.seed, self.stream, key)))
-        return item
-
-
-# 4. the Table 1 layout -------------------------------------------------------------------------------------
+# 2. the Table 1 layout -------------------------------------------------------------------------------------
 def table1_rows(per_image: Sequence[Mapping[str, object]]) -> List[Dict[str, object]]:
     """Means per (model, Table 1 test set) from per-image rows ``{model, degradation, psnr, ssim, lpips}``.
 
     Labels that belong to no Table 1 test set keep their own name (after the five).
     """
-    from rvar.metrics import mean
+    from rvar.eval.metrics import mean
 
     groups: Dict[tuple, List[Mapping[str, object]]] = {}
     for row in per_image:

@@ -2,7 +2,7 @@
 model's output and the clean image.
 
 It reads what ``rvar compare`` leaves in its output folder: ``images.json`` (written by
-:func:`rvar.commands.compare.write_samples`: columns, and per sample the PNG of each column and its PSNR). The
+:func:`rvar.eval.results.write_samples`: columns, and per sample the PNG of each column and its PSNR). The
 result is one HTML fragment with the
 images as data URIs and inline CSS and JavaScript, so ``report.html`` works offline, opened from disk or as an
 MLflow artifact.

@@ -16,9 +16,9 @@ Each asset is a real ``rvar fit`` run for ``--steps`` optimizer steps or ``--min
 copied to ``rvar/assets`` with a ``.json`` beside it that says how it was made (command, steps, wall time, data
 version and, for the tokenizer, the round-trip PSNR on the test photos).
 
-    python -m rvar.demo_asset tokenizer --steps 5000 --work outputs/assets
-    python -m rvar.demo_asset prior --minutes 20 --work outputs/assets
-    python -m rvar.demo_asset ldm --minutes 20 --work outputs/assets
+    python -m rvar.demo.asset tokenizer --steps 5000 --work outputs/assets
+    python -m rvar.demo.asset prior --minutes 20 --work outputs/assets
+    python -m rvar.demo.asset ldm --minutes 20 --work outputs/assets
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 COMMAND = "make assets"
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 ASSETS: Dict[str, Dict[str, str]] = {  # name -> its config under experiments/tiny and its file under rvar/assets
     "tokenizer": {"config": "tokenizer.yaml", "file": "tokenizer_cpu_f8.ckpt"},
     "prior": {"config": "prior_pretrain.yaml", "file": "prior_cpu_f8.ckpt"},
@@ -51,13 +51,13 @@ def round_trips(path: Path, split: str = "test") -> dict:
     ``rvar restore`` does): the quality ladder's first two rungs for a tokenizer alone."""
     import torch
 
-    from rvar.commands.compare import centre_crop
+    from rvar.eval.compare import centre_crop
     from rvar.data.datasets import scan_clean_folders
     from rvar.data.embedded import ensure_embedded
     from rvar.inference import run_tiled
     from rvar.io import read_image
-    from rvar.ladder import RUNGS, round_trip_functions
-    from rvar.metrics import mean, psnr_per_image
+    from rvar.eval.ladder import RUNGS, round_trip_functions
+    from rvar.eval.metrics import mean, psnr_per_image
     from rvar.nn.checkpoints import build_tokenizer, load_checkpoint
 
     tokenizer = build_tokenizer(load_checkpoint(path, kinds=("tokenizer",)), path).eval()
@@ -75,9 +75,9 @@ def round_trips(path: Path, split: str = "test") -> dict:
 
 def describe(name: str, path: Path, budget: str, seconds: float, steps: int) -> dict:
     from rvar.data.embedded import VERSION
-    from rvar.demo import file_digest
+    from rvar.demo.runner import file_digest
 
-    about = {"command": f"{COMMAND} (python -m rvar.demo_asset {name} {budget})",
+    about = {"command": f"{COMMAND} (python -m rvar.demo.asset {name} {budget})",
              "config": f"experiments/tiny/{ASSETS[name]['config']}", "steps": steps, "minutes": round(seconds / 60, 1),
              "data": f"embedded set v{VERSION}, train split, clean images only", "sha256_16": file_digest(path)}
     if name == "tokenizer":
@@ -90,7 +90,7 @@ def describe(name: str, path: Path, budget: str, seconds: float, steps: int) -> 
 
 
 def fit_command(name: str, work: Path, steps: Optional[int], minutes: Optional[float]) -> List[str]:
-    from rvar.demo import TINY, _seconds_to_max_time
+    from rvar.demo.runner import TINY, _seconds_to_max_time
 
     cmd = [sys.executable, "-m", "rvar", "fit", "--config", str(TINY / ASSETS[name]["config"]),
            "--trainer.default_root_dir", str(work / "run"), "--trainer.val_check_interval", "500"]
@@ -106,7 +106,7 @@ def fit_command(name: str, work: Path, steps: Optional[int], minutes: Optional[f
 def main(argv=None) -> int:
     import torch
 
-    parser = argparse.ArgumentParser(prog="python -m rvar.demo_asset", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m rvar.demo.asset", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("asset", nargs="?", default="tokenizer", choices=list(ASSETS),
                         help="which network to rebuild (default tokenizer)")

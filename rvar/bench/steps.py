@@ -1,4 +1,4 @@
-"""Every full-size stage takes real optimizer steps (issue #13.2): ``python -m rvar.bench_steps``.
+"""Every full-size stage takes real optimizer steps: ``python -m rvar.bench.steps``.
 
 Each stage's own config in ``experiments/`` runs under ``rvar fit`` in a fresh process for a few optimizer steps
 on synthetic data of the real size (clean random-texture photos, degraded on the fly by the usual pipeline),
@@ -36,11 +36,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import lightning as L
 
 from rvar import configs
-from rvar.bench import peak_rss_mib
+from rvar.bench.sampling import peak_rss_mib
 from rvar.files import atomic_write
 from rvar.nn import count_parameters
 
-KEY_MANIFESTS = Path(__file__).resolve().parents[1] / "tests" / "fixtures"  # a checkout's (benchmarks run there)
+KEY_MANIFESTS = Path(__file__).resolve().parents[2] / "tests" / "fixtures"  # a checkout's (benchmarks run there)
 
 
 # 1. the callback that measures ---------------------------------------------------------------------------
@@ -152,7 +152,7 @@ def synthetic_photos(folder: Path, count: int = 4, side: int = 640) -> Path:
 def bench_config(stage: Stage, steps: int, batch_size: int, result: Path, photos: Path, accelerator: str,
                  precision: str) -> str:
     """The YAML laid over the stage's config: device, steps, data, and callbacks (timer + the export)."""
-    callbacks = [f"    - class_path: rvar.bench_steps.StepTimer\n      init_args: {{path: {json.dumps(str(result))}}}"]
+    callbacks = [f"    - class_path: rvar.bench.steps.StepTimer\n      init_args: {{path: {json.dumps(str(result))}}}"]
     if stage.export:
         callbacks.append(f"    - class_path: rvar.lit.export.ExportCheckpoint\n"
                          f"      init_args: {{path: {stage.export}}}")
@@ -221,7 +221,7 @@ def format_steps(results: List[Dict[str, Any]]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rvar.bench_steps", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rvar.bench.steps", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stages", default=",".join(STAGE_NAMES), help=f"comma-separated, in order; known: {', '.join(STAGE_NAMES)}")
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps per stage (default 3; the first is warm-up)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per step (default 1 on CPU)")
@@ -243,7 +243,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for stage in (s for s in STAGES if s.name in names):
         results.append(run_stage(stage, work, args.steps, args.batch_size, args.accelerator, log))
         log(format_steps(results[-1:]).splitlines()[-1])
-    report = {"command": "python -m rvar.bench_steps " + " ".join(argv if argv is not None else sys.argv[1:]),
+    report = {"command": "python -m rvar.bench.steps " + " ".join(argv if argv is not None else sys.argv[1:]),
               "results": results}
     print(format_steps(results))
     if args.json_path:

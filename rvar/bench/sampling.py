@@ -44,7 +44,7 @@ def size_spec(name: str):
     return tokenizer, prior, RefinerConfig.tiny() if name == "tiny" else RefinerConfig.for_prior(prior)
 
 
-# ---- 1. timing helpers (also rvar.bench_pipeline's and rvar.bench_gpu's) -----------------------------------
+# ---- 1. timing helpers (also rvar.bench.pipeline's and rvar.bench.gpu's) -----------------------------------
 def best_time(fn: Callable[[], Any], repeats: int, warmup: int = 1, device: Optional[torch.device] = None) -> float:
     """Best wall time of ``repeats`` calls after ``warmup`` untimed ones; on a CUDA ``device`` each call is
     timed to ``torch.cuda.synchronize``."""

@@ -5,7 +5,6 @@ stage timings); nothing is typed in by hand.
 """
 from __future__ import annotations
 
-import csv
 import html
 import json
 import platform
@@ -14,20 +13,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from rvar.viewer import add_viewer, data_uri
-
-
-def read_results(csv_path: Path) -> List[Dict[str, str]]:
-    with open(csv_path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def write_results(csv_path: Path, rows: Sequence[Dict[str, object]], fields: Sequence[str]) -> None:
-    """The CSV :func:`read_results` reads (``rvar compare``'s results.csv, ladder.csv); None is written empty."""
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+from rvar.demo.viewer import add_viewer, data_uri
+from rvar.eval.results import read_results
 
 
 def _float(value: Optional[str]) -> Optional[float]:
@@ -237,7 +224,7 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
             f"(natural photos vendored with rvar, photos shipped by installed packages and dead-leaves images), "
             f"then restored {n_test} natural test photos that no stage trained on and no recipe was chosen on "
             f"({EVAL_NOTE}) with `rvar compare`. Wall time: {total_seconds / 60:.1f} min in all."]
-    from rvar.demo import EVAL_FIDELITY
+    from rvar.demo.runner import EVAL_FIDELITY
 
     if EVAL_FIDELITY:
         para.append(f"RestoreVAR and its ablation restore with `--fidelity {EVAL_FIDELITY:g}` (that fraction of the "

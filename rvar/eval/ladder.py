@@ -95,9 +95,9 @@ def other_photo_fn(restorer: Restorer, other01_3HW: torch.Tensor) -> Callable[[t
 
 def quality_ladder(models: Sequence[LadderModel], samples: Sequence, seed: int = 0, policy: str = "tile") -> List[Dict]:
     """Mean PSNR/SSIM per (model, rung, degradation); ``samples`` have ``degraded``, ``clean``, ``degradation``,
-    ``name`` (``rvar.commands.compare.Sample``)."""
+    ``name`` (``rvar.eval.compare.Sample``)."""
     from rvar.inference import apply_any_size
-    from rvar.metrics import mean, psnr_per_image, ssim_per_image
+    from rvar.eval.metrics import mean, psnr_per_image, ssim_per_image
 
     table = []
     for model in models:
@@ -130,7 +130,7 @@ def quality_ladder(models: Sequence[LadderModel], samples: Sequence, seed: int =
 
 def write_ladder(out_dir: Path, table: List[Dict], results_md: Path) -> None:
     """``ladder.csv`` and a "Quality ladder" section appended to ``results_md``."""
-    from rvar.report import write_results
+    from rvar.eval.results import write_results
 
     write_results(out_dir / "ladder.csv", table, FIELDS)
     lines = ["", "## Quality ladder (PSNR dB / SSIM; RestoreVAR stage by stage)", ""]

@@ -4,7 +4,7 @@ Each training stage is a real ``rvar fit`` run (a subprocess) of a config derive
 the demo rewrites only output paths, the checkpoints a stage reads, and a wall-time budget
 (``trainer.max_time``), and keeps the derived YAML under ``OUT/configs`` so every run can be repeated by hand.
 Runs are tracked in MLflow (``OUT/mlflow.db``, experiment ``OUT``'s name): each demo is one parent run with the
-stages and the comparison nested under it (:mod:`rvar.demo_tracking`). A stage whose exported checkpoint exists
+stages and the comparison nested under it (:mod:`rvar.demo.tracking`). A stage whose exported checkpoint exists
 and whose derived config is unchanged is reused; an interrupted stage resumes from its ``last.ckpt``; ``--fresh``
 starts over.
 """
@@ -28,7 +28,7 @@ from rvar.errors import UserError
 from rvar.files import atomic_write
 
 if TYPE_CHECKING:
-    from rvar.demo_tracking import DemoTracking
+    from rvar.demo.tracking import DemoTracking
 
 CONFIGS = configs.root()
 TINY = CONFIGS / "experiments" / "tiny"
@@ -37,7 +37,7 @@ TINY = CONFIGS / "experiments" / "tiny"
 # command and its numbers are in the .json beside each); the LDM baseline's denoiser ships pre-trained the same way
 # for the same CPU time. `rvar demo --train-tokenizer` trains a tokenizer inside the budget instead, and then the
 # prior and the denoiser start from scratch (the shipped ones fit only the shipped tokenizer).
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SHIPPED_TOKENIZER = ASSETS / "tokenizer_cpu_f8.ckpt"
 SHIPPED_PRETRAINED = {"prior_pretrained.ckpt": ASSETS / "prior_cpu_f8.ckpt",  # file under OUT -> shipped file
                       "ldm_pretrained.ckpt": ASSETS / "ldm_cpu_f8.ckpt"}
@@ -223,7 +223,7 @@ def run_stage(stage: Stage, out: Path, seconds: int, env: Dict[str, str], positi
               log: Callable[[str], None], tracking: Optional["DemoTracking"] = None) -> StageResult:
     """Run one stage's ``rvar fit`` (or reuse its checkpoint). Outside a terminal it logs one line when the stage
     starts and one when it ends; in a terminal a bar with the stage's latest validation metrics replaces the first."""
-    from rvar.demo_tracking import follow_stage, stage_summary
+    from rvar.demo.tracking import follow_stage, stage_summary
     from rvar.lit.tracking import default_run_name, mlflow_run_id_from_checkpoint
 
     cfg = derive_config(stage, out, seconds)
@@ -283,7 +283,7 @@ def run_stage(stage: Stage, out: Path, seconds: int, env: Dict[str, str], positi
 def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] = print,
              eval_images: Optional[int] = None, train_tokenizer: bool = False) -> Path:
     """Train every stage within ``minutes``, compare, and write ``out/report.md`` (+ html). Returns the report."""
-    from rvar.report import write_report
+    from rvar.demo.report import write_report
 
     if minutes <= 0:
         raise UserError("--minutes must be positive")
@@ -296,7 +296,7 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{out / 'mlflow.db'}")
     env.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     env["PYTHONUNBUFFERED"] = "1"
-    from rvar.demo_tracking import DemoTracking
+    from rvar.demo.tracking import DemoTracking
 
     tracking = DemoTracking(out, env["MLFLOW_TRACKING_URI"])  # one parent run; the stages nest under it
 
