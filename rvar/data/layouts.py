@@ -31,7 +31,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Tuple
 
 from rvar.errors import UserError
 from rvar.io import IMAGE_SUFFIXES

@@ -109,7 +109,8 @@ class BalancedSampler(DistributedSampler):
     batch they are equal.
     """
 
-    def __init__(self, total: int, num_replicas: int = 1, rank: int = 0) -> None:  # noqa: no super().__init__
+    def __init__(self, total: int, num_replicas: int = 1, rank: int = 0) -> None:
+        # not DistributedSampler.__init__: it reads torch.distributed and needs a dataset; the keys need neither
         self.total, self.num_replicas, self.rank, self.epoch = int(total), int(num_replicas), int(rank), 0
         bounds = torch.linspace(0, self.total, self.num_replicas + 1, dtype=torch.int)
         self.begin, self.end = int(bounds[self.rank]), int(bounds[self.rank + 1])

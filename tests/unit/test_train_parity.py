@@ -24,7 +24,7 @@ import functools
 import importlib
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import lightning as L
 import pytest
@@ -116,7 +116,7 @@ class Recorder(L.Callback):
         self.states.append({n: p.detach().clone() for n, p in self.trainable(pl_module).items()})
 
 
-def fit_two_steps(module, config: Dict[str, Any], clip: Optional[float] = "yaml", seed: int = 0,
+def fit_two_steps(module, config: Dict[str, Any], clip: Any = "yaml", seed: int = 0,
                   steps: int = 2) -> Recorder:
     """Two (or ``steps``) optimizer steps of ``module`` with a real Trainer, clipping as the published ``config``
     says."""
