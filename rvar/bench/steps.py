@@ -162,7 +162,9 @@ def bench_config(stage: Stage, steps: int, batch_size: int, result: Path, photos
         "  limit_val_batches: 0", "  num_sanity_val_steps: 0", "  enable_progress_bar: false",
         "  callbacks:", *callbacks,
         "data:", "  init_args:", f"    train_dirs: [{json.dumps(str(photos))}]", "    val_dirs: []",
-        f"    batch_size: {batch_size}", "    num_workers: 0", f"    samples_per_epoch: {steps * batch_size}", ""])
+        f"    batch_size: {batch_size}", "    num_workers: 0", f"    samples_per_epoch: {steps * batch_size}",
+        # synthetic clean photos: rvar's crops and key sampler (the published path needs paired data)
+        "    train_transform: crop", "    val_transform: crop", "    sampler: keys", ""])
 
 
 def prepare_inputs(work: Path, log) -> None:

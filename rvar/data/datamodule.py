@@ -11,7 +11,7 @@ accelerator and drops it (see :mod:`rvar.data.degrade`). Validation and test sam
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import lightning as L
 import torch
@@ -22,6 +22,7 @@ from rvar.data.datasets import CleanFolderDataset, EpochSampler, PairedDataset, 
 from rvar.data.degrade import DEFAULT_DEGRADATIONS, DegradationPipeline
 from rvar.data.embedded import ensure_embedded
 from rvar.data.evaluation import PROTOCOLS
+from rvar.data.published import SAMPLERS, TRAIN_TRANSFORMS, VAL_TRANSFORMS, BalancedSampler, balanced_total
 from rvar.pixels import whole_image_context
 from rvar.errors import UserError
 
@@ -33,8 +34,9 @@ class DegradationDataModule(L.LightningDataModule):
     """Image-restoration data for every rvar stage.
 
     Each of ``train_dirs``, ``val_dirs`` and ``test_dirs`` lists sources of one kind: clean-image folders
-    (degraded on the fly by the pipeline), paired folders (``input/`` + ``target/``) or RestoreVAR ``.json``
-    manifests. Left empty, training uses the embedded scikit-image photos and validation their ``val`` split.
+    (degraded on the fly by the pipeline), or paired sources: paired folders (``input/`` + ``target/``),
+    ``.json`` manifests and named datasets in their published layouts (``{name: sots-outdoor, root: ...}``, see
+    :mod:`rvar.data.layouts`). Left empty, training uses the embedded scikit-image photos and validation their ``val`` split.
 
     Args:
         train_dirs: training sources; None: the embedded photos (``train`` split).
@@ -67,19 +69,38 @@ class DegradationDataModule(L.LightningDataModule):
             region of this side (like a photo ``rvar restore`` tiles), degraded whole; batches then hold its
             ``crop_size`` tile as ``degraded``/``clean`` and the degraded region resized to ``crop_size`` as
             ``context``. Clean-image folders only.
+        train_transform: paired training samples: ``crop`` (rvar: aligned random crops, small images upscaled)
+            or ``restorevar`` (the published trainer: shorter side to 1.125 x crop_size with Lanczos, one random
+            crop placed by the clean image). See :mod:`rvar.data.published`.
+        val_transform: paired validation samples: ``crop`` (centre crops) or ``resize`` (the published trainer:
+            Lanczos to crop_size x crop_size, aspect not kept).
+        sampler: training draws from paired sources: ``keys`` (rvar: ``samples_per_epoch`` weighted draws per
+            epoch) or ``balanced`` (the published sampler: ceil(pairs / global batch) x global batch draws with
+            replacement, degradation types equally likely, seeded by the epoch, contiguous shares per rank).
     """
 
-    def __init__(self, train_dirs: Optional[List[str]] = None, val_dirs: Optional[List[str]] = None,
-                 test_dirs: Optional[List[str]] = None, paired_dirs: Optional[List[str]] = None,
+    def __init__(self, train_dirs: Optional[List[Union[str, Dict[str, Any]]]] = None,
+                 val_dirs: Optional[List[Union[str, Dict[str, Any]]]] = None,
+                 test_dirs: Optional[List[Union[str, Dict[str, Any]]]] = None,
+                 paired_dirs: Optional[List[Union[str, Dict[str, Any]]]] = None,
                  manifest: Optional[str] = None, crop_size: int = 256, batch_size: int = 8, num_workers: int = 0,
                  degradations: Optional[List[Dict[str, Any]]] = None, pipeline_mode: str = "one_of",
                  seed: int = 0, samples_per_epoch: Optional[int] = None, val_samples: Optional[int] = None,
                  test_samples: Optional[int] = None, degradation_weights: Optional[Dict[str, float]] = None,
                  data_root: Optional[str] = None, eval_protocol: str = "native", eval_size: int = 512,
                  eval_max_images: Optional[int] = 5000, augment: Optional[List[str]] = None,
-                 context_size: Optional[int] = None) -> None:
+                 context_size: Optional[int] = None, train_transform: str = "crop", val_transform: str = "crop",
+                 sampler: str = "keys") -> None:
         super().__init__()
         self.save_hyperparameters()
+        for option, value, known in (("train_transform", train_transform, TRAIN_TRANSFORMS),
+                                     ("val_transform", val_transform, VAL_TRANSFORMS), ("sampler", sampler, SAMPLERS)):
+            if value not in known:
+                raise UserError(f"data.{option}: unknown {value!r}; known: {', '.join(known)}")
+        if sampler == "balanced" and samples_per_epoch is not None:
+            raise UserError("data.sampler balanced draws ceil(pairs / global batch) x global batch samples per epoch: "
+                            "leave data.samples_per_epoch null")
+        self.train_transform, self.val_transform, self.sampler = train_transform, val_transform, sampler
         self.augment = check_augmentations(augment)
         self.context_size = context_size
         if eval_protocol not in PROTOCOLS:
@@ -139,6 +160,11 @@ class DegradationDataModule(L.LightningDataModule):
             return ProtocolDataset(sources, self.eval_size, self.eval_max_images, self.pipeline, self.seed, split)
         train = split == "train"
         samples = {"train": self.samples_per_epoch, "val": self.val_samples, "test": self.test_samples}[split]
+        published = {"train": (self.train_transform != "crop", self.sampler != "keys"),
+                     "val": (self.val_transform != "crop",)}.get(split, ())
+        if kinds == {"clean"} and any(published):
+            raise UserError(f"data.train_transform / val_transform / sampler other than crop/keys need paired "
+                            f"sources (paired folders, manifests, named datasets); {split} has clean folders")
         if kinds == {"clean"}:
             return CleanFolderDataset(sources, self.crop_size, train, samples, self.pipeline, self.seed, split,
                                       augmentations=self.augment, context_size=self.context_size)
@@ -146,8 +172,20 @@ class DegradationDataModule(L.LightningDataModule):
             raise UserError(f"data.context_size works with clean-image folders only; {split} has paired sources")
         if "clean" in kinds:
             raise UserError(f"{split} sources mix clean folders with paired folders/manifests: {sources}")
-        return PairedDataset(sources, self.crop_size, train, samples, self.seed, split, self.degradation_weights,
-                             self.augment)
+        transform = {"train": self.train_transform, "val": self.val_transform}.get(split, "crop")
+        dataset = PairedDataset(sources, self.crop_size, train, samples, self.seed, split, self.degradation_weights,
+                                self.augment, transform=transform)
+        if train and self.sampler == "balanced":
+            total = balanced_total(len(dataset.entries), self.batch_size * self._replicas()[0])
+            dataset.balanced_total = dataset.samples = total
+        return dataset
+
+    def _replicas(self) -> tuple:
+        """(ranks, this rank) of the running trainer; (1, 0) without one."""
+        split = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        if split and split.get("num_replicas", 1) > 1:
+            return int(split["num_replicas"]), int(split["rank"])
+        return 1, 0
 
     def _loader(self, split: str, train: bool) -> DataLoader | List[DataLoader]:
         if split not in self.datasets:
@@ -168,6 +206,8 @@ class DegradationDataModule(L.LightningDataModule):
         step the samples one process sees with batch W * b, so a DDP run trains like a single-process one.
         Lightning leaves a ``DistributedSampler`` as it is (and still calls ``set_epoch``).
         """
+        if self.sampler == "balanced" and getattr(self.datasets.get("train"), "balanced_total", None):
+            return BalancedSampler(samples, *self._replicas())
         sampler: Sampler = EpochSampler(samples, self.seed)
         split = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
         if split and split.get("num_replicas", 1) > 1:

@@ -39,8 +39,14 @@ from rvar.errors import ImageError, UserError
 from rvar.io import IMAGE_SUFFIXES, open_image, read_image
 
 
-def source_kind(source: str | Path) -> str:
-    """``"manifest"``, ``"paired"`` or ``"clean"`` for a source path; a missing path raises UserError."""
+def source_kind(source) -> str:
+    """``"named"`` for a ``{name, root}`` mapping (:mod:`rvar.data.layouts`), else ``"manifest"``, ``"paired"`` or
+    ``"clean"`` for a source path; a missing path raises UserError."""
+    if isinstance(source, Mapping):
+        from rvar.data.layouts import check_named_source
+
+        check_named_source(source)
+        return "named"
     path = Path(source)
     if path.is_file() and path.suffix.lower() == ".json":
         return "manifest"
@@ -147,14 +153,20 @@ def pairs_from_manifest(manifest: str | Path) -> List[PairEntry]:
     return out
 
 
-def load_pairs(sources: Sequence[str | Path]) -> List[PairEntry]:
-    """Pairs from paired folders and/or manifests."""
+def load_pairs(sources: Sequence) -> List[PairEntry]:
+    """Pairs from paired folders, manifests and/or named datasets (``{name, root}``, :mod:`rvar.data.layouts`)."""
     out: List[PairEntry] = []
     for source in sources:
         kind = source_kind(source)
         if kind == "clean":
-            raise UserError(f"{source}: expected a paired folder (input/ + target/) or a .json manifest")
-        out.extend(pairs_from_folder(source) if kind == "paired" else pairs_from_manifest(source))
+            raise UserError(f"{source}: expected a paired folder (input/ + target/), a .json manifest or a named "
+                            f"dataset {{name, root}}")
+        if kind == "named":
+            from rvar.data.layouts import check_named_source, layout_pairs
+
+            out.extend(PairEntry(*pair) for pair in layout_pairs(*check_named_source(source)))
+        else:
+            out.extend(pairs_from_folder(source) if kind == "paired" else pairs_from_manifest(source))
     return out
 
 
@@ -333,14 +345,14 @@ class CleanFolderDataset(_KeyedDataset):
 
 
 class PairedDataset(_KeyedDataset):
-    """Aligned crops of degraded/clean pairs from paired folders and manifests.
+    """Aligned crops of degraded/clean pairs from paired folders, manifests and named datasets.
 
     For training, pairs are drawn with replacement, weighted per degradation: by default every degradation
     is equally likely whatever its number of pairs (RestoreVAR balances its five tasks this way);
     ``degradation_weights`` sets other relative weights (missing names get 1.0).
 
     Args:
-        sources: paired folders and/or ``.json`` manifests.
+        sources: paired folders, ``.json`` manifests and/or ``{name, root}`` named datasets.
         crop_size: square crop side in pixels.
         train: random aligned crops of weighted draws (True) or centre crops in order (False).
         samples: dataset length; default the number of pairs.
@@ -348,26 +360,53 @@ class PairedDataset(_KeyedDataset):
         stream: name of the random stream.
         degradation_weights: relative weight per degradation label, for training draws.
         augmentations: names from :data:`AUGMENTATIONS`, the same transform for a training pair's two crops.
+        transform: ``crop`` (rvar: aligned crops, images under the crop upscaled), ``restorevar`` (training: the
+            reference's resize-then-crop) or ``resize`` (evaluation: Lanczos to crop x crop); see
+            :mod:`rvar.data.published`.
+        balanced_total: None, or the draws per epoch of the reference's balanced sampler: training keys
+            ``epoch * total + position`` then name the pair :func:`~rvar.data.published.balanced_draw` put there.
     """
 
-    def __init__(self, sources: Sequence[str | Path], crop_size: int, train: bool, samples: Optional[int] = None,
+    def __init__(self, sources: Sequence, crop_size: int, train: bool, samples: Optional[int] = None,
                  seed: int = 0, stream: str = "train", degradation_weights: Optional[Mapping[str, float]] = None,
-                 augmentations: Sequence[str] = ()) -> None:
+                 augmentations: Sequence[str] = (), transform: str = "crop",
+                 balanced_total: Optional[int] = None) -> None:
         self.entries = load_pairs(sources)
-        super().__init__(crop_size, train, samples or len(self.entries), seed, stream, augmentations)
+        super().__init__(crop_size, train, samples or balanced_total or len(self.entries), seed, stream,
+                         augmentations)
         counts: Dict[str, int] = {}
         for entry in self.entries:
             counts[entry.degradation] = counts.get(entry.degradation, 0) + 1
         weights = degradation_weights or {}
         self.weights = torch.tensor([float(weights.get(e.degradation, 1.0)) / counts[e.degradation]
                                      for e in self.entries], dtype=torch.float64)
+        self.transform, self.balanced_total = transform, balanced_total
+        self._draw: tuple = (None, None)  # (epoch, that epoch's balanced draw)
+
+    def pair_number(self, key: int, generator: Optional[torch.Generator]) -> int:
+        if not self.train:
+            return key % len(self.entries)
+        if self.balanced_total is None:
+            return int(torch.multinomial(self.weights, 1, generator=generator))
+        from rvar.data.published import balanced_draw
+
+        epoch, position = divmod(int(key), self.balanced_total)
+        if self._draw[0] != epoch:
+            labels = [e.degradation for e in self.entries]
+            self._draw = (epoch, balanced_draw(labels, self.balanced_total, epoch + self.seed))
+        return int(self._draw[1][position])
 
     def __getitem__(self, key: int) -> Dict[str, object]:
         crop_gen = self.generator(key, "crop") if self.train else None
-        number = int(torch.multinomial(self.weights, 1, generator=crop_gen)) if self.train \
-            else key % len(self.entries)
-        entry = self.entries[number]
+        entry = self.entries[self.pair_number(key, crop_gen)]
         degraded_CHW, clean_CHW = read_image(entry.input_path).rgb, read_image(entry.target_path).rgb
+        if self.transform != "crop":
+            from rvar.data.published import restorevar_train_pair, restorevar_val_pair
+
+            degraded_CHW, clean_CHW = (
+                restorevar_train_pair(degraded_CHW, clean_CHW, self.crop_size, crop_gen, str(entry.input_path))
+                if self.train else restorevar_val_pair(degraded_CHW, clean_CHW, self.crop_size))
+            return {"degraded": degraded_CHW, "clean": clean_CHW, "degradation": entry.degradation, "index": key}
         if degraded_CHW.shape != clean_CHW.shape:
             raise ImageError(f"{entry.input_path}: size {tuple(degraded_CHW.shape[1:])} differs from its target "
                              f"{entry.target_path} {tuple(clean_CHW.shape[1:])}")

@@ -47,8 +47,8 @@ _ALIASES: Dict[str, str] = {
     "ots": "RESIDE", "haze": "RESIDE", "dehazing": "RESIDE",
     "snow100k": "Snow100K", "snow": "Snow100K", "desnowing": "Snow100K",
     "rain13k": "Rain13K", "rain": "Rain13K", "deraining": "Rain13K",
-    "lolv1": "LOLv1", "lol": "LOLv1", "low_light": "LOLv1", "lowlight": "LOLv1",
-    "gopro": "GoPro", "motion_blur": "GoPro", "blur": "GoPro", "deblurring": "GoPro",
+    "lolv1": "LOLv1", "lol": "LOLv1", "low_light": "LOLv1", "lowlight": "LOLv1", "low-light": "LOLv1",
+    "gopro": "GoPro", "motion_blur": "GoPro", "blur": "GoPro", "deblurring": "GoPro", "motion blur": "GoPro",
 }
 TABLE1_SETS = tuple(PAPER_TABLE1)
 

@@ -19,6 +19,7 @@ import torch.nn as nn
 from rvar.errors import UserError
 from rvar.nn.checkpoints import checkpoint_entries
 from rvar.lit.images import log_image_grid
+from rvar.lit.optim import OptimizationConfig, build_optimization
 from rvar.eval.metrics import load_lpips, lpips_per_image, psnr_per_image, ssim_per_image
 
 
@@ -47,6 +48,7 @@ class RVARModule(L.LightningModule):
     """
 
     native_crops_only = True  # data crops must be the tokenizer's image size (see setup)
+    optimization = OptimizationConfig()  # rvar's recipe; stages that take ``optimization`` replace it
 
     def __init__(self, grid_images: int = 4) -> None:
         super().__init__()
@@ -127,7 +129,9 @@ class RVARModule(L.LightningModule):
 
     # ---- optimisation -------------------------------------------------------------------------------
     def configure_optimizers(self):
-        return self.optimizer(self.trainable_parameters())
+        """The injected optimizer over the trainable parameters, grouped, scaled and scheduled as
+        ``self.optimization`` says (:mod:`rvar.lit.optim`)."""
+        return build_optimization(self, self.optimizer, self.optimization)
 
     # ---- checkpoints: the stage's networks describe themselves, ``rvar_meta()`` adds provenance ---------
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from rvar.errors import UserError
 from rvar.lit.base import RVARModule, restorevar_adamw
+from rvar.lit.optim import OptimizationConfig
 from rvar.nn.checkpointing import enable_activation_checkpointing
 from rvar.nn.checkpoints import build_tokenizer, load_checkpoint, load_strict, model_description, sub_state_dict
 from rvar.nn.prior import PriorConfig, RestoreVARPrior
@@ -40,15 +41,23 @@ class PriorModule(RVARModule):
         condition_dropout: probability that a training sample's condition latent is replaced by zeros (a null
             condition), so the prior also learns the clean tokens' own statistics, as VAR's unconditional
             pre-training does; the shipped CPU prior is pre-trained so (``rvar/demo/asset.py``). 0: never.
+        optimization: parameter groups, learning-rate rule and schedule (:class:`~rvar.lit.optim.OptimizationConfig`);
+            None: rvar's recipe (one group, constant rate). ``experiments/restorevar.yaml`` sets the published one.
+
+    The loss is the mean cross-entropy over all B x L tokens (the reference's per-token weights 1/L summed over
+    the tokens, then averaged over the batch, are the same mean).
     """
 
     def __init__(self, tokenizer_ckpt: Optional[str] = None, prior: Optional[PriorConfig] = None,
                  init_from: Optional[str] = None, label_smoothing: float = 0.0,
                  optimizer: OptimizerCallable = restorevar_adamw, val_max_batches: Optional[int] = 4,
-                 grid_images: int = 4, gradient_checkpointing: bool = False, condition_dropout: float = 0.0) -> None:
+                 grid_images: int = 4, gradient_checkpointing: bool = False, condition_dropout: float = 0.0,
+                 optimization: Optional[OptimizationConfig] = None) -> None:
         super().__init__(grid_images)
         prior = PriorConfig(**prior) if isinstance(prior, dict) else prior
+        optimization = OptimizationConfig(**optimization) if isinstance(optimization, dict) else optimization
         self.save_hyperparameters(ignore=["optimizer"])
+        self.optimization = optimization or OptimizationConfig()
         self.optimizer, self.label_smoothing, self.val_max_batches = optimizer, label_smoothing, val_max_batches
         self.tokenizer_ckpt, self.init_from = tokenizer_ckpt, init_from
         if not 0.0 <= condition_dropout < 1.0:

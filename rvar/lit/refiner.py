@@ -17,6 +17,7 @@ from einops import rearrange
 from lightning.pytorch.cli import OptimizerCallable
 
 from rvar.lit.base import RVARModule, restorevar_adamw
+from rvar.lit.optim import OptimizationConfig
 from rvar.nn.checkpointing import enable_activation_checkpointing, refiner_units
 from rvar.nn.checkpoints import build_restorer, load_checkpoint
 from rvar.nn.refiner import LatentRefiner, RefinerConfig
@@ -48,9 +49,15 @@ class RefinerModule(RVARModule):
         pixel_weight: weight of an extra L1 + L2 loss between the frozen decoder's rendering of the refined
             latent and the clean image (0: the paper's latent L1 only). The latent L1 treats every latent channel
             alike; the pixel term weighs errors by what they do to the image (the CPU demo recipe uses it).
-        prior_inputs: False trains the no-prior ablation (``RefinerConfig.reads_prior``): the refiner restores
-            from the degraded latent alone (needs ``residual_from_degraded``), and the prior is never sampled, so
-            each step is cheaper and the same minutes buy more steps.
+        if not self.refiner.config.reads_prior:
+            out = Restorer.from_networks(self.tokenizer, self.prior).prior_placeholder(cond_BSCv)
+        else:
+            live_drop_path = self.training and self.prior_drop_path_rate is not None
+            self.prior.train(live_drop_path)  # the reference's rollout: prior in train mode, stochastic depth live
+            try:
+                out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy
+            finally:
+                self.prior.eval()
     """
 
     def __init__(self, prior_ckpt: str, refiner_dim: int = 384, refiner_depth: int = 12, refiner_heads: int = 6,
@@ -58,9 +65,13 @@ class RefinerModule(RVARModule):
                  val_max_batches: Optional[int] = None, grid_images: int = 4,
                  condition_on_degraded: bool = False, residual_from_degraded: bool = False,
                  gradient_checkpointing: bool = False, pixel_weight: float = 0.0,
-                 whole_image_context: bool = False, prior_inputs: bool = True) -> None:
+                 whole_image_context: bool = False, prior_inputs: bool = True,
+                 prior_drop_path_rate: Optional[float] = None,
+                 optimization: Optional[OptimizationConfig] = None) -> None:
         super().__init__(grid_images)
+        optimization = OptimizationConfig(**optimization) if isinstance(optimization, dict) else optimization
         self.save_hyperparameters(ignore=["optimizer"])
+        self.optimization = optimization or OptimizationConfig()
         self.prior_ckpt, self.optimizer, self.val_max_batches = prior_ckpt, optimizer, val_max_batches
         self.pixel_weight = float(pixel_weight)
         if not prior_inputs and not residual_from_degraded:
@@ -70,6 +81,9 @@ class RefinerModule(RVARModule):
         self.tokenizer, self.prior = restorer.tokenizer, restorer.prior
         self.freeze_submodule("tokenizer")
         self.freeze_submodule("prior")
+        self.prior_drop_path_rate = prior_drop_path_rate
+        if prior_drop_path_rate is not None:
+            self.prior.set_drop_path_rate(prior_drop_path_rate)
         # 2. the refiner, sized for them
         pc = self.prior.config
         self.refiner = LatentRefiner(RefinerConfig.for_prior(
@@ -87,10 +101,15 @@ class RefinerModule(RVARModule):
         """(f_hat tokens (B, N, Cv), prior hidden states (B, M, C), clean latent tokens (B, N, Cv), side,
         degraded encoder tokens (B, N, Cv) or None, whole-image context tokens (B, N, Cv) or None)."""
         cond_BSCv = self.tokenizer.encode_condition(to_signed(batch["degraded"]))
-        if self.refiner.config.reads_prior:
-            out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy
-        else:
+        if not self.refiner.config.reads_prior:
             out = Restorer.from_networks(self.tokenizer, self.prior).prior_placeholder(cond_BSCv)
+        else:
+            live_drop_path = self.training and self.prior_drop_path_rate is not None
+            self.prior.train(live_drop_path)  # the reference's rollout: prior in train mode, stochastic depth live
+            try:
+                out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy
+            finally:
+                self.prior.eval()
         target_BChw = self.tokenizer.encode_continuous(to_signed(batch["clean"]))
         side = out.f_hat.shape[-1]
         context_BNC = None

@@ -23,7 +23,9 @@ class PriorConfig:
         attention: registered attention variant (``rvar plugins --kind attention``) for self- and cross-attention.
         norm_eps: epsilon of the parameter-free LayerNorms.
         rope_base: RoPE frequency base.
-        drop_rate / attn_drop_rate / drop_path_rate: regularisation (0 in RestoreVAR's fine-tuning).
+        drop_rate / attn_drop_rate: dropout (0 in RestoreVAR's training).
+        drop_path_rate: stochastic depth, spread by ``linspace(0, rate, depth)`` over the blocks, on the self-attention,
+            FFN and cross-attention branches per sample (RestoreVAR trains with ``0.1 * depth / 24``).
         condition_gain_init: initial value of every cross-attention gain and of the global-embedding gain.
             0 (RestoreVAR): fine-tuned from VAR, the prior starts as the unconditional model. A prior trained
             from scratch learns to use the condition much sooner from a non-zero start (the tiny configs use 1).

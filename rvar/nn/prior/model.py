@@ -11,7 +11,7 @@ Cv tokenizer latent channels, V vocabulary, H heads.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional
 
 import torch
@@ -123,6 +123,13 @@ class RestoreVARPrior(nn.Module):
         self.register_buffer("rope_cos_cond", ang_cond.cos(), persistent=False)
         self.register_buffer("rope_sin_cond", ang_cond.sin(), persistent=False)
         self.init_weights()
+
+    def set_drop_path_rate(self, rate: float) -> None:
+        """Stochastic depth ``linspace(0, rate, depth)`` over the blocks (``config.drop_path_rate`` at build time);
+        live in train mode only. No parameters change, so a loaded prior can be given another rate."""
+        self.config = replace(self.config, drop_path_rate=float(rate))
+        for block, p in zip(self.blocks, torch.linspace(0, rate, len(self.blocks)).tolist()):
+            block.drop_path = DropPath(p) if p > 0 else nn.Identity()
 
     # ---- initialisation ------------------------------------------------------------------------------
     def init_weights(self) -> None:
