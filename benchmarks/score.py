@@ -69,7 +69,8 @@ for path, fidelity, swap in runs:
             others = [s for s in samples if s.name != sample.name] or [sample]
             fn = other_photo_fn(model.module, others[number % len(others)].degraded)
         with torch.inference_mode():
-            out = run_tiled(fn, sample.degraded, model.native, 16, overlap=32).clamp(0, 1)
+            out = (run_tiled(fn, sample.degraded, model.native, 16, overlap=32) if model.native
+                   else fn(sample.degraded[None])[0]).clamp(0, 1)  # a fully convolutional model takes any size
         psnr = float(psnr_per_image(out[None], sample.clean[None])[0])
         colour = float(ciede2000_per_image(out[None], sample.clean[None])[0])
         gains.setdefault(sample.degradation.split(":")[0], []).append(psnr - inputs[number])
