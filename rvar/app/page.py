@@ -30,30 +30,32 @@ def build_page(restoration: Restoration, descriptions: dict):
         gr.Markdown(f"## {TITLE}\nUpload or drop a photo, optionally degrade it first, and compare the restorations "
                     f"(drag the slider: left the input, right the result). Models: "
                     + "; ".join(f"**{n}** ({descriptions[n]})" for n in names))
+        outputs: List[Any] = []
         with gr.Row():
-            with gr.Column(scale=1):
+            with gr.Column(scale=1, min_width=320):
                 photo = gr.File(label="photo (PNG, JPEG, WebP, TIFF, BMP ...)", file_count="single", type="filepath")
                 degradation = gr.Dropdown([NO_DEGRADATION, *DEGRADATIONS.list()], value=NO_DEGRADATION,
                                           label="degrade the photo first (rvar's registered degradations)")
-                options = gr.Textbox(label="degradation options (YAML)", placeholder="e.g. sigma: 30",
-                                     lines=1)
+                options = gr.Textbox(label="degradation options (YAML)", placeholder="e.g. sigma: 30", lines=1)
                 seed = gr.Number(value=0, precision=0, label="seed")
                 which = gr.CheckboxGroup(names, value=names, label="models", visible=len(names) > 1)
                 button = gr.Button("Restore", variant="primary")
                 status = gr.Markdown("", elem_id="status")
-                info = gr.Markdown(degradation_help(NO_DEGRADATION))
-        outputs: List[Any] = [status]
-        with gr.Row():
-            for name in names:
-                with gr.Column():
-                    timing = gr.Markdown(f"**{name}**")
-                    if slider_class is not None:
-                        views = [slider_class(label=f"{name}: input | restored", type="numpy", format="png")]
-                    else:
-                        views = [gr.Image(label=f"{name}: input", type="numpy", format="png"),
-                                 gr.Image(label=f"{name}: restored", type="numpy", format="png")]
-                    download = gr.File(label=f"{name}: restored PNG")
-                    outputs += [timing, *views, download]
+                with gr.Accordion("the degradation's options", open=False):
+                    info = gr.Markdown(degradation_help(NO_DEGRADATION))
+            with gr.Column(scale=max(2, len(names))):
+                with gr.Row():
+                    for name in names:
+                        with gr.Column(min_width=240):
+                            timing = gr.Markdown(f"**{name}**")
+                            if slider_class is not None:
+                                views = [slider_class(label=f"{name}: input | restored", type="numpy", format="png")]
+                            else:
+                                views = [gr.Image(label=f"{name}: input", type="numpy", format="png"),
+                                         gr.Image(label=f"{name}: restored", type="numpy", format="png")]
+                            download = gr.File(label=f"{name}: restored PNG")
+                            outputs += [timing, *views, download]
+        outputs.insert(0, status)
 
         def restore(path: Optional[str], degradation_name: str, option_text: str, seed_value: Any,
                     chosen: Optional[List[str]] = None):
