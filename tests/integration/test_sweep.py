@@ -21,7 +21,7 @@ TINY_FIT = ["--trainer.max_steps=2", "--trainer.val_check_interval=1", "--traine
             "--data.init_args.val_samples=2",
             "--model.init_args.network={width: 4, encoder_blocks: [1], middle_blocks: 1, decoder_blocks: [1]}"]
 MILD = [{"name": "gaussian_noise", "options": {"sigma": [0, 0]}}]
-# nearly black inputs: val/loss about the mean brightness (~0.4), against ~0.1 for the untrained net on MILD
+# nearly black inputs: val/loss 0.24 after the first step, against 0.13 on MILD (threshold 0.18 between them)
 DARK = [{"name": "low_light", "options": {"gain": [0.02, 0.02], "gamma": [1, 1], "noise_sigma": [0, 0]}}]
 
 
@@ -65,7 +65,7 @@ def mlflow(folder: Path):
 def test_prunes_resumes_after_sigterm_and_nests_trials(tmp_path, rvar_data_home):
     from optuna.trial import TrialState
 
-    write_sweep(tmp_path, sampler="grid", seed=0, pruner={"name": "threshold", "upper": 0.3},
+    write_sweep(tmp_path, sampler="grid", seed=0, pruner={"name": "threshold", "upper": 0.18},
                 parameters={"data.init_args.degradations": [MILD, DARK]})
     first = sweep(tmp_path, rvar_data_home, "--study", "s")
     log = tmp_path / "outputs" / "sweeps" / "s" / "trial-0000" / "fit.log"
@@ -88,7 +88,7 @@ def test_prunes_resumes_after_sigterm_and_nests_trials(tmp_path, rvar_data_home)
     _, pruned, complete = trials  # the grid's other point comes after the retry
     assert pruned.params == killed.params and "low_light" in str(pruned.params)
     assert min(pruned.intermediate_values) == 1  # pruned at its first validation
-    assert "gaussian_noise" in str(complete.params) and complete.value < 0.3
+    assert "gaussian_noise" in str(complete.params) and complete.value < 0.18
     assert f"best trial {complete.number}" in out.splitlines()[-1]
 
     client = mlflow(tmp_path)
