@@ -253,13 +253,14 @@ class Sweep:
         trial.set_user_attr("rvar.host", f"{socket.gethostname()}:{os.getpid()}")
         folder = self.trial_folder(trial.number)
         folder.mkdir(parents=True, exist_ok=True)
-        command = self.command(trial._trial_id, trial.number, values)
+        trial_id = trial._trial_id  # the storage's key, which the fit's callback reopens the trial with
+        command = self.command(trial_id, trial.number, values)
         (folder / "command.json").write_text(json.dumps(command[1:], indent=1))
         shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in values.items())
         print(f"trial {trial.number}: {shown}", file=sys.stderr)
         started = time.monotonic()
         try:
-            code = self._wait(command, folder, trial._trial_id)
+            code = self._wait(command, folder, trial_id)
         except KeyboardInterrupt:
             _tell(self.study, trial, state=TrialState.FAIL)
             # the same values first when the sweep resumes (the grid sampler counts a failed point as visited)
@@ -268,7 +269,7 @@ class Sweep:
             print(f"trial {trial.number}: stopped; it will be run again when the sweep resumes", file=sys.stderr)
             raise
         seconds = time.monotonic() - started
-        frozen = self.study._storage.get_trial(trial._trial_id)
+        frozen = self.storage.get_trial(trial_id)
         intermediate = frozen.intermediate_values
         if code == 2:  # a user error in the config: every trial would fail alike
             _tell(self.study, trial, state=TrialState.FAIL)
