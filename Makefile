@@ -9,7 +9,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -e ".[dev]"
+	$(VENV)/bin/pip install -e ".[dev,app,sweep]"
 	touch $@
 
 # The main job on the embedded default: train every tiny stage, compare with the baselines, write a report.

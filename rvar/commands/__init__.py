@@ -15,4 +15,6 @@ COMMANDS: Dict[str, str] = {
     "demo": "rvar.commands.demo",
     "compare": "rvar.commands.compare",
     "bench": "rvar.commands.bench",
+    "sweep": "rvar.commands.sweep",
+    "app": "rvar.commands.app",
 }

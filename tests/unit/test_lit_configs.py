@@ -16,7 +16,7 @@ from rvar.nn.restorer import Restorer
 from rvar.nn.tokenizer import TokenizerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted((ROOT / "experiments").rglob("*.yaml"))
+CONFIGS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml") if p.name != "sweep.yaml")  # sweeps: test_sweep
 TINY = [p for p in CONFIGS if "tiny" in p.parts]
 CHECKPOINT_ARGS = ("tokenizer_ckpt", "prior_ckpt", "init_from")
 
