@@ -11,8 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RVAR = ROOT / "rvar"
 CORE = {"rvar", "errors", "files", "io", "pixels", "registry", "configs"}
-# lower imports nothing higher; bench and demo share a level and must not import each other
-LEVELS = {"core": 0, "nn": 1, "inference": 2, "data": 3, "eval": 4, "lit": 5, "bench": 6, "demo": 6,
+# lower imports nothing higher; bench, demo, sweep and app share a level and must not import each other
+LEVELS = {"core": 0, "nn": 1, "inference": 2, "data": 3, "eval": 4, "lit": 5, "bench": 6, "demo": 6, "sweep": 6, "app": 6,
           "commands": 7, "cli": 8}
 
 
