@@ -49,15 +49,15 @@ class RefinerModule(RVARModule):
         pixel_weight: weight of an extra L1 + L2 loss between the frozen decoder's rendering of the refined
             latent and the clean image (0: the paper's latent L1 only). The latent L1 treats every latent channel
             alike; the pixel term weighs errors by what they do to the image (the CPU demo recipe uses it).
-        if not self.refiner.config.reads_prior:
-            out = Restorer.from_networks(self.tokenizer, self.prior).prior_placeholder(cond_BSCv)
-        else:
-            live_drop_path = self.training and self.prior_drop_path_rate is not None
-            self.prior.train(live_drop_path)  # the reference's rollout: prior in train mode, stochastic depth live
-            try:
-                out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy
-            finally:
-                self.prior.eval()
+        prior_inputs: False trains the no-prior ablation (``RefinerConfig.reads_prior``): the refiner restores
+            from the degraded latent alone (needs ``residual_from_degraded``), and the prior is never sampled, so
+            each step is cheaper and the same minutes buy more steps.
+        prior_drop_path_rate: stochastic depth of the frozen prior while it samples the training batches. The
+            reference keeps its prior in train mode there, so the rate it was built with (``0.1 * depth / 24``)
+            stays live and the refiner sees slightly perturbed rollouts; None: the prior samples in eval mode
+            (deterministic, rvar's recipe). Validation always samples in eval mode.
+        optimization: parameter groups, learning-rate rule and schedule (:class:`~rvar.lit.optim.OptimizationConfig`);
+            None: rvar's recipe. ``experiments/refiner.yaml`` sets the published one.
     """
 
     def __init__(self, prior_ckpt: str, refiner_dim: int = 384, refiner_depth: int = 12, refiner_heads: int = 6,
