@@ -46,9 +46,10 @@ def real_pairs(folder: str):
         both = torch.cat([read_image(path).rgb, read_image(clean).rgb])
         both = centre_crop(both, args.size, path) if args.size else both  # --size 0: the whole image
         out.append(Sample(name, kind, both[:3], both[3:]))
-    return out[: args.max_images or None] if not args.max_images else [
-        s for kind in dict.fromkeys(x.degradation for x in out)
-        for s in [x for x in out if x.degradation == kind][: args.max_images]]
+    if not args.max_images:
+        return out
+    kinds = dict.fromkeys(x.degradation for x in out)
+    return [s for kind in kinds for s in [x for x in out if x.degradation == kind][: args.max_images]]
 
 
 samples = (real_pairs(args.real_pairs) if args.real_pairs else

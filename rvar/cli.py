@@ -167,21 +167,13 @@ def _config_paths(args: Sequence[str]) -> List[str]:
 
 def check_config_files(args: Sequence[str]) -> None:
     """Fail early, on one line, for a ``--config`` file that is missing, not YAML, or not a mapping."""
-    import yaml
+    from rvar.files import read_yaml
 
     for value in _config_paths(args):
         if "\n" in value or value.lstrip().startswith("{"):
             continue  # an inline YAML string, which jsonargparse also accepts
         path = Path(value)
-        if not path.is_file():
-            raise UserError(f"{path}: config file not found")
-        try:
-            content = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            where = getattr(exc, "problem_mark", None)
-            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise UserError(f"{path}: invalid YAML{at}: {problem}") from None
+        content = read_yaml(path)
         if content is not None and not isinstance(content, dict):
             raise UserError(f"{path}: a config file must be a YAML mapping (key: value), got {type(content).__name__}")
 

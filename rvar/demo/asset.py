@@ -34,10 +34,13 @@ from typing import Dict, List, Optional
 
 COMMAND = "make assets"
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
-ASSETS: Dict[str, Dict[str, str]] = {  # name -> its config under experiments/tiny and its file under rvar/assets
-    "tokenizer": {"config": "tokenizer.yaml", "file": "tokenizer_cpu_f8.ckpt"},
-    "prior": {"config": "prior_pretrain.yaml", "file": "prior_cpu_f8.ckpt"},
-    "ldm": {"config": "ldm_pretrain.yaml", "file": "ldm_cpu_f8.ckpt"},
+# name -> its config under experiments/tiny, the file its ExportCheckpoint writes (under the run folder) and its
+# file under rvar/assets
+ASSETS: Dict[str, Dict[str, str]] = {
+    "tokenizer": {"config": "tokenizer.yaml", "export": "outputs/tiny/tokenizer.ckpt", "file": "tokenizer_cpu_f8.ckpt"},
+    "prior": {"config": "prior_pretrain.yaml", "export": "outputs/tiny/prior_pretrained.ckpt",
+              "file": "prior_cpu_f8.ckpt"},
+    "ldm": {"config": "ldm_pretrain.yaml", "export": "outputs/tiny/ldm_pretrained.ckpt", "file": "ldm_cpu_f8.ckpt"},
 }
 
 
@@ -124,12 +127,9 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     subprocess.run(fit_command(args.asset, work, args.steps, args.minutes), cwd=work, env=env, check=True)
     seconds = time.perf_counter() - start
-    exported = work / "outputs" / "tiny" / f"{args.asset}_pretrained.ckpt"
-    if args.asset == "tokenizer":
-        exported = work / "outputs" / "tiny" / "tokenizer.ckpt"
     target = shipped(args.asset)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(exported, target)
+    shutil.copyfile(work / ASSETS[args.asset]["export"], target)
     steps = int(torch.load(target, map_location="cpu", weights_only=True).get("meta", {}).get("global_step", 0))
     budget_text = f"--minutes {args.minutes:g}" if args.minutes is not None else f"--steps {args.steps}"
     print(json.dumps(describe(args.asset, target, budget_text, seconds, steps), indent=1))

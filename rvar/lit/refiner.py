@@ -21,7 +21,6 @@ from rvar.lit.optim import OptimizationConfig
 from rvar.nn.checkpointing import enable_activation_checkpointing, refiner_units
 from rvar.nn.checkpoints import build_restorer, load_checkpoint
 from rvar.nn.refiner import LatentRefiner, RefinerConfig
-from rvar.nn.restorer import Restorer
 from rvar.errors import UserError
 from rvar.pixels import to_signed, to_unit
 
@@ -102,7 +101,7 @@ class RefinerModule(RVARModule):
         degraded encoder tokens (B, N, Cv) or None, whole-image context tokens (B, N, Cv) or None)."""
         cond_BSCv = self.tokenizer.encode_condition(to_signed(batch["degraded"]))
         if not self.refiner.config.reads_prior:
-            out = Restorer.from_networks(self.tokenizer, self.prior).prior_placeholder(cond_BSCv)
+            out = self.prior.placeholder(cond_BSCv)
         else:
             live_drop_path = self.training and self.prior_drop_path_rate is not None
             self.prior.train(live_drop_path)  # the reference's rollout: prior in train mode, stochastic depth live

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn as nn
 
-from rvar.nn.prior import PriorConfig, RestoreVARPrior, SampleOutput
+from rvar.nn.prior import PriorConfig, RestoreVARPrior
 from rvar.nn.refiner import LatentRefiner, RefinerConfig
 from rvar.nn.tokenizer import VQVAE, TokenizerConfig
 
@@ -56,13 +56,6 @@ class Restorer(nn.Module):
     def uses_context(self) -> bool:
         return self.refiner is not None and self.refiner.uses_context
 
-    def prior_placeholder(self, cond_BSCv: torch.Tensor) -> SampleOutput:
-        """Zeros shaped like the prior's outputs, for a refiner that does not read them (``reads_prior``)."""
-        B, side = cond_BSCv.shape[0], self.prior.patch_nums[-1]
-        zeros = cond_BSCv.new_zeros
-        return SampleOutput(zeros(B, self.tokenizer.config.z_channels, side, side).float(), [],
-                            zeros(B, self.prior.L, self.prior.config.embed_dim).float())
-
     @torch.no_grad()
     def restore(self, degraded_B3HW: torch.Tensor, top_k: int = 0, top_p: float = 0.0, temperature: float = 1.0,
                 generator: Optional[torch.Generator] = None, use_cache: bool = True,
@@ -81,7 +74,7 @@ class Restorer(nn.Module):
         pipeline reads the input as usual."""
         cond = self.tokenizer.encode_condition(degraded_B3HW)
         if self.refiner is not None and not self.refiner.config.reads_prior:
-            out = self.prior_placeholder(cond)  # the no-prior ablation never samples the prior
+            out = self.prior.placeholder(cond)  # the no-prior ablation never samples the prior
         else:
             prior_cond = cond
             if prior_from_B3HW is not None:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-import yaml
 
 from rvar.errors import UserError
 
@@ -150,13 +149,10 @@ def _resolve_config(value: Any, sweep_file: Path) -> Path:
 
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and check a sweep file (see the module docstring); every problem is a one-line UserError."""
+    from rvar.files import read_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: sweep file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    raw = read_yaml(path, "sweep file")
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a sweep file is a YAML mapping with config, metric and parameters")
     unknown = set(raw) - set(KEYS)

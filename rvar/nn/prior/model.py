@@ -201,6 +201,13 @@ class RestoreVARPrior(nn.Module):
         return self.logits(self._run_blocks(x_BLC, cond_BSC, self.attn_bias_for_masking, 0, self.L))
 
     # ---- sampling ------------------------------------------------------------------------------------
+    def placeholder(self, cond_BSCv: torch.Tensor) -> SampleOutput:
+        """Zeros shaped like :meth:`sample`'s output, for a refiner that does not read the prior
+        (``RefinerConfig.reads_prior``, the no-prior ablation): nothing is sampled."""
+        B, side = cond_BSCv.shape[0], self.patch_nums[-1]
+        return SampleOutput(cond_BSCv.new_zeros(B, self.config.z_channels, side, side, dtype=torch.float32), [],
+                            cond_BSCv.new_zeros(B, self.L, self.config.embed_dim, dtype=torch.float32))
+
     def set_kv_cache(self, enable: bool) -> None:
         for block in self.blocks:
             block.attn.kv_caching(enable)
