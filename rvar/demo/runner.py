@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -160,43 +160,43 @@ def stage_seconds(stages: List[Stage], available: float, spent: float = 0.0) -> 
     return {s.name: left * s.share / sum(r.share for r in restorevar) if s in restorevar else unit for s in stages}
 
 
-def install_shipped_pretrained(out: Path, stages: List[Stage], log: Callable[[str], None]) -> None:
-    """Copy the shipped pre-trained prior and denoiser that ``stages`` read to ``OUT`` (checked first)."""
+def install_shipped(source: Path, target: Path, kinds: Sequence[str], missing: str) -> Tuple[bool, str]:
+    """Copy a shipped network to ``target`` (checked first: an rvar checkpoint of one of ``kinds``; never a
+    half-copied file under the name) unless the same file is there. Returns (copied, how it was made, from the
+    ``.json`` beside it)."""
     from rvar.nn.checkpoints import load_checkpoint
 
+    if not source.exists():
+        raise UserError(f"{source}: {missing}")
+    load_checkpoint(source, kinds=kinds)
+    copied = not target.exists() or file_digest(target) != file_digest(source)
+    if copied:
+        with open(source, "rb") as handle:
+            atomic_write(target, lambda copy: shutil.copyfileobj(handle, copy))
+    info = source.with_suffix(".json")
+    about = json.loads(info.read_text()) if info.exists() else {}
+    return copied, f" ({about['steps']} steps, {about['minutes']:.0f} min of wall time)" if "steps" in about else ""
+
+
+def install_shipped_pretrained(out: Path, stages: List[Stage], log: Callable[[str], None]) -> None:
+    """Copy the shipped pre-trained prior and denoiser that ``stages`` read to ``OUT`` (checked first)."""
     for name, source in SHIPPED_PRETRAINED.items():
         if not any(name in s.reads.values() for s in stages):
             continue
-        if not source.exists():
-            raise UserError(f"{source}: a shipped pre-trained network is missing; rebuild it with `make assets` "
-                            "or run `rvar demo --train-tokenizer` (then every network starts from scratch)")
-        load_checkpoint(source, kinds=("prior", "baseline"))
-        target = out / name
-        if not target.exists() or file_digest(target) != file_digest(source):
-            with open(source, "rb") as handle:
-                atomic_write(target, lambda copy: shutil.copyfileobj(handle, copy))
-        info = source.with_suffix(".json")
-        about = json.loads(info.read_text()) if info.exists() else {}
-        made = f" ({about['steps']} steps, {about['minutes']:.0f} min on 2 CPU cores)" if "steps" in about else ""
+        _, made = install_shipped(source, out / name, ("prior", "baseline"),
+                                  "a shipped pre-trained network is missing; rebuild it with `make assets` or run "
+                                  "`rvar demo --train-tokenizer` (then every network starts from scratch)")
         log(f"[0] {name.split('_')[0]}: starts from the shipped pre-trained one{made}, trained on clean images only")
 
 
 def install_shipped_tokenizer(out: Path, log: Callable[[str], None]) -> StageResult:
     """Copy the shipped tokenizer to ``OUT/tokenizer.ckpt`` (checked first: an rvar tokenizer checkpoint)."""
-    from rvar.nn.checkpoints import load_checkpoint
-
-    source, target = SHIPPED_TOKENIZER, out / "tokenizer.ckpt"
-    if not source.exists():
-        raise UserError(f"{source}: the shipped demo tokenizer is missing; rebuild it with `make tokenizer-asset` "
-                        "or run `rvar demo --train-tokenizer`")
-    load_checkpoint(source, kinds=("tokenizer",))
-    if not target.exists() or file_digest(target) != file_digest(source):
-        with open(source, "rb") as handle:  # never a half-copied file under the name
-            atomic_write(target, lambda copy: shutil.copyfileobj(handle, copy))
+    target = out / "tokenizer.ckpt"
+    copied, made = install_shipped(SHIPPED_TOKENIZER, target, ("tokenizer",),
+                                   "the shipped demo tokenizer is missing; rebuild it with `make tokenizer-asset` "
+                                   "or run `rvar demo --train-tokenizer`")
+    if copied:
         (out / "stages" / "tokenizer.json").unlink(missing_ok=True)  # a later --train-tokenizer must not reuse it
-    info = source.with_suffix(".json")
-    about = json.loads(info.read_text()) if info.exists() else {}
-    made = f" ({about['steps']} steps, {about['minutes']:.0f} min on 2 CPU cores)" if "steps" in about else ""
     log(f"[0] tokenizer: the shipped one{made}, trained on the clean embedded training images only "
         "(--train-tokenizer trains it within the budget)")
     return StageResult("tokenizer", "shipped", 0.0, target)
