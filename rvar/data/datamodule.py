@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Union
 import lightning as L
 import torch
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from rvar.data.datasets import CleanFolderDataset, EpochSampler, PairedDataset, check_augmentations, source_kind
 from rvar.data.degrade import DEFAULT_DEGRADATIONS, DegradationPipeline
@@ -28,6 +28,36 @@ from rvar.errors import UserError
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers decode and crop; many threads each would oversubscribe the CPU
+
+
+BATCH_STAGES = ("device", "workers")
+
+
+def finish_batch(batch: Dict[str, Any], pipeline: Optional[DegradationPipeline], crop_size: int) -> Dict[str, Any]:
+    """The batch stage of a collated batch: apply the batched (Kornia) ops of its ``plan`` where the batch is, then
+    drop ``plan``; with ``tile`` (``context_size``), the degraded region becomes ``context`` and its tile the sample.
+    The result depends on the plans only, so it is the same in a loader worker and on the accelerator."""
+    plans = batch.pop("plan", None)
+    if plans is not None and pipeline is not None and pipeline.has_device_ops:
+        batch["degraded"] = pipeline.apply(batch["degraded"], plans, device_ops=True)
+    tiles = batch.pop("tile", None)
+    if tiles is not None:
+        batch["context"] = whole_image_context(batch["degraded"], crop_size).clamp(0, 1)
+        for key in ("degraded", "clean"):
+            batch[key] = torch.stack([image[:, y:y + crop_size, x:x + crop_size]
+                                      for image, (y, x) in zip(batch[key], tiles.tolist())])
+    return batch
+
+
+class _CollateAndFinish:
+    """A loader's ``collate_fn`` that also runs :func:`finish_batch` in the worker (``data.batch_stage`` workers):
+    on a CPU-only run the batched degradations then overlap the training step instead of adding to it."""
+
+    def __init__(self, pipeline: Optional[DegradationPipeline], crop_size: int) -> None:
+        self.pipeline, self.crop_size = pipeline, crop_size
+
+    def __call__(self, samples: List[Dict[str, Any]]) -> Dict[str, Any]:
+        return finish_batch(default_collate(samples), self.pipeline, self.crop_size)
 
 
 class DegradationDataModule(L.LightningDataModule):
@@ -77,6 +107,11 @@ class DegradationDataModule(L.LightningDataModule):
         sampler: training draws from paired sources: ``keys`` (rvar: ``samples_per_epoch`` weighted draws per
             epoch) or ``balanced`` (the published sampler: ceil(pairs / global batch) x global batch draws with
             replacement, degradation types equally likely, seeded by the epoch, contiguous shares per rank).
+        batch_stage: where the batched (Kornia) degradations and the context tiling run: ``device`` (in
+            ``on_after_batch_transfer``, on the accelerator) or ``workers`` (in the loader workers' collate; needs
+            ``num_workers`` > 0). Each sample's randomness is its plan's, so both give the same batches. On a
+            CPU-only machine with cores to spare, ``workers`` takes the degradations off the training process;
+            on 2 cores it gained nothing measurable (BENCHMARKS.md, steps per second).
     """
 
     def __init__(self, train_dirs: Optional[List[Union[str, Dict[str, Any]]]] = None,
@@ -90,7 +125,7 @@ class DegradationDataModule(L.LightningDataModule):
                  data_root: Optional[str] = None, eval_protocol: str = "native", eval_size: int = 512,
                  eval_max_images: Optional[int] = 5000, augment: Optional[List[str]] = None,
                  context_size: Optional[int] = None, train_transform: str = "crop", val_transform: str = "crop",
-                 sampler: str = "keys") -> None:
+                 sampler: str = "keys", batch_stage: str = "device") -> None:
         super().__init__()
         self.save_hyperparameters()
         for option, value, known in (("train_transform", train_transform, TRAIN_TRANSFORMS),
@@ -101,6 +136,11 @@ class DegradationDataModule(L.LightningDataModule):
             raise UserError("data.sampler balanced draws ceil(pairs / global batch) x global batch samples per epoch: "
                             "leave data.samples_per_epoch null")
         self.train_transform, self.val_transform, self.sampler = train_transform, val_transform, sampler
+        if batch_stage not in BATCH_STAGES:
+            raise UserError(f"data.batch_stage: unknown {batch_stage!r}; known: {', '.join(BATCH_STAGES)}")
+        if batch_stage == "workers" and int(num_workers) == 0:
+            raise UserError("data.batch_stage workers needs loader workers: set data.num_workers to 1 or more")
+        self.batch_stage = batch_stage
         self.augment = check_augmentations(augment)
         self.context_size = context_size
         if eval_protocol not in PROTOCOLS:
@@ -194,9 +234,15 @@ class DegradationDataModule(L.LightningDataModule):
         if dataset is None:
             return []
         sampler = self._train_sampler(len(dataset)) if train else None
+        collate = _CollateAndFinish(self.pipeline, self.crop_size) if self.finishes_in_workers() else None
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          worker_init_fn=_worker_init if self.num_workers > 0 else None, drop_last=False)
+                          worker_init_fn=_worker_init if self.num_workers > 0 else None, drop_last=False,
+                          collate_fn=collate)
+
+    def finishes_in_workers(self) -> bool:
+        """Whether the batch stage runs in the loader workers (``data.batch_stage``)."""
+        return self.batch_stage == "workers"
 
     def _train_sampler(self, samples: int) -> Sampler:
         """The training keys; under DDP split between ranks here, in :class:`EpochSampler`'s own order.
@@ -230,14 +276,4 @@ class DegradationDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: Dict[str, Any], dataloader_idx: int = 0) -> Dict[str, Any]:
         """The device stage: apply the batched (Kornia) ops of the batch's ``plan`` where the batch is, then drop
         ``plan``. Lightning calls this after moving a batch; call it yourself when iterating without a Trainer."""
-        plans = batch.pop("plan", None)
-        if plans is not None and self.pipeline is not None and self.pipeline.has_device_ops:
-            batch["degraded"] = self.pipeline.apply(batch["degraded"], plans, device_ops=True)
-        tiles = batch.pop("tile", None)
-        if tiles is not None:  # context_size: the degraded region becomes the context, its tile the sample
-            size = self.crop_size
-            batch["context"] = whole_image_context(batch["degraded"], size).clamp(0, 1)
-            for key in ("degraded", "clean"):
-                batch[key] = torch.stack([image[:, y:y + size, x:x + size]
-                                          for image, (y, x) in zip(batch[key], tiles.tolist())])
-        return batch
+        return finish_batch(batch, self.pipeline, self.crop_size)  # a no-op when the workers finished it

@@ -140,3 +140,27 @@ def test_the_ldm_baseline_reads_the_same_whole_image_context():
     with pytest.raises(UserError, match="set data.init_args.context_size"):
         ldm.train().training_loss(batch)
     assert torch.isfinite(ldm.training_loss({**batch, "context": other.expand(2, -1, -1, -1)}))
+
+
+def test_batch_stage_in_workers_gives_the_same_batches(tmp_path):
+    """data.batch_stage workers runs the batched degradations and the tiling in the loader worker's collate; each
+    sample's randomness is its plan's, so the batches equal those finished in on_after_batch_transfer."""
+    _photo(tmp_path / "train")
+    kwargs = dict(train_dirs=[str(tmp_path / "train")], crop_size=64, batch_size=4, context_size=128,
+                  samples_per_epoch=8, degradations=[{"name": "haze"}, {"name": "rain"}, {"name": "gaussian_noise"}],
+                  pipeline_mode="chain", num_workers=1)
+    batches = {}
+    for stage in ("device", "workers"):
+        dm = DegradationDataModule(batch_stage=stage, **kwargs)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        raw = next(iter(loader))
+        assert ("plan" in raw) == (stage == "device")  # the workers finished it already
+        batches[stage] = dm.on_after_batch_transfer(raw)
+    for key in ("degraded", "clean", "context"):
+        assert torch.equal(batches["device"][key], batches["workers"][key]), key
+    assert not torch.equal(batches["device"]["degraded"], batches["device"]["clean"])
+    with pytest.raises(UserError, match="num_workers"):
+        DegradationDataModule(batch_stage="workers", **{**kwargs, "num_workers": 0})
+    with pytest.raises(UserError, match="batch_stage"):
+        DegradationDataModule(batch_stage="gpu", **kwargs)
