@@ -157,7 +157,7 @@ class LoadedModel:
 
 
 def load_restoration_model(path: str, device: torch.device, precision: str = "fp32",
-                           steps: Optional[int] = None, fidelity: float = 0.0) -> LoadedModel:
+                           steps: Optional[int] = None, fidelity: Optional[float] = None) -> LoadedModel:
     """Any checkpoint ``rvar restore`` accepts: a restorer (or prior-only) checkpoint, or a baseline's.
     ``fidelity``: RestoreVAR's input-detail path (:meth:`~rvar.nn.restorer.Restorer.restore`); baselines ignore it."""
     from rvar.nn.checkpoints import build_restorer, load_checkpoint
@@ -177,10 +177,10 @@ def load_restoration_model(path: str, device: torch.device, precision: str = "fp
 
 
 def restorer_fn(restorer, device: Optional[torch.device] = None, precision: str = "fp32",
-                fidelity: float = 0.0) -> ImageFn:
+                fidelity: Optional[float] = None) -> ImageFn:
     """A :class:`~rvar.nn.restorer.Restorer` as an image function on [0, 1] batches (inputs moved to ``device``
     unless None), taking ``context`` (the whole image, see the module docstring) when its refiner reads it.
-    ``fidelity``: see :meth:`~rvar.nn.restorer.Restorer.restore` (0: off)."""
+    ``fidelity``: see :meth:`~rvar.nn.restorer.Restorer.restore` (0: off; None: the checkpoint's own)."""
     def fn(x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
         where = device if device is not None else next(restorer.parameters()).device
         with torch.inference_mode(), autocast(precision, where):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 
 from rvar.commands._batch import add_common_arguments, finish, plan_outputs, run_over_images
 from rvar.inference import load_restoration_model, resolve_device, resolve_precision
@@ -26,16 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_fidelity_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fidelity", type=float, default=0.0, metavar="W",
-                        help="RestoreVAR: add W x the detail the tokenizer loses on the input (input minus its "
-                             "round trip) to the output, 0 to 1 (default 0, as published). Keeps the fine texture of "
-                             "clean and mildly degraded photos; also keeps W of fine noise or rain")
+    parser.add_argument("--fidelity", type=float, default=None, metavar="W",
+                        help="RestoreVAR's fidelity path, 0 to 1. A checkpoint with a learned gate (trained by the "
+                             "fidelity stage, as `rvar demo` does) passes input detail where the gate finds the input "
+                             "trustworthy; W scales that (default 1; 0: the latent output alone). Without a gate, W x "
+                             "the detail the tokenizer loses on the input (input minus its round trip) is added to the "
+                             "output (default 0, as published): keeps the fine texture of clean and mildly degraded "
+                             "photos, and also W of fine noise or rain")
 
 
-def check_fidelity(value: float) -> float:
+def check_fidelity(value: Optional[float]) -> Optional[float]:
     from rvar.errors import UserError
 
-    if not 0.0 <= value <= 1.0:
+    if value is not None and not 0.0 <= value <= 1.0:
         raise UserError(f"--fidelity must be between 0 and 1, got {value:g}")
     return value
 

@@ -50,7 +50,7 @@ def _labels(paths: Sequence[str], given: Optional[str]) -> List[str]:
 
 
 def load_contenders(paths: Sequence[str], labels: Optional[str], steps: Optional[int],
-                    fidelity: float = 0.0) -> List[Contender]:
+                    fidelity: Optional[float] = None) -> List[Contender]:
     """Load every checkpoint first, so a bad one fails before anything is written."""
     from rvar.inference import load_restoration_model
     from rvar.nn import count_parameters

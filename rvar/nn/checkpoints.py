@@ -39,7 +39,7 @@ from rvar.nn.tokenizer import VQVAE
 FORMAT_VERSION = 2
 TOKENIZER, RESTORER = "rvar.nn.tokenizer.VQVAE", "rvar.nn.restorer.Restorer"
 RVAR_NETWORKS = {TOKENIZER: VQVAE, RESTORER: Restorer}
-RVAR_PREFIXES = ("tokenizer.", "prior.", "refiner.")
+RVAR_PREFIXES = ("tokenizer.", "prior.", "refiner.", "gate.")
 
 
 # ---- reading and writing ------------------------------------------------------------------------------------
@@ -138,7 +138,8 @@ def network_of(module: nn.Module) -> nn.Module:
     if isinstance(module, (VQVAE, Restorer)) or hasattr(module, "init_args"):
         return module
     if getattr(module, "prior", None) is not None:
-        return Restorer.from_networks(module.tokenizer, module.prior, getattr(module, "refiner", None))
+        return Restorer.from_networks(module.tokenizer, module.prior, getattr(module, "refiner", None),
+                                      getattr(module, "gate", None))
     return module.tokenizer
 
 

@@ -95,3 +95,22 @@ def test_refiner_fit_on_reference_weights(rvar_data_home, tmp_path):
         ckpt = load_checkpoint(tmp_path / name, kinds=("restorer",))
         restorer = build_restorer(ckpt, name, require_refiner=True)
         assert restorer.refiner.config.depth == 1
+
+
+def test_fidelity_fit_trains_only_the_gate_and_exports_a_gated_restorer(rvar_data_home, tmp_path):
+    from rvar.lit import FidelityModule
+
+    source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
+    module = FidelityModule(str(source), updates_per_batch=2, val_max_batches=1)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    trainer = fit(module, rvar_data_home, tmp_path, steps=4)  # 2 batches (one epoch, then validation)
+    assert_finite_logged(trainer, "train/loss", "val/loss", "val/psnr_before", "val/psnr_after", "val/gate_a")
+    after = module.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"gate"}, changed
+    assert trainer.global_step == 4 and trainer.fit_loop.epoch_loop.batch_progress.total.completed == 2
+    ckpt = load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",))
+    assert ckpt["meta"]["stage"] == "fidelity" and ckpt["model"]["init_args"]["gate"]["hidden"] == 16
+    restorer = build_restorer(ckpt, "export", require_refiner=True)
+    assert restorer.gate is not None
+    assert torch.equal(restorer.gate.net[-1].weight, after["gate.net.2.weight"])

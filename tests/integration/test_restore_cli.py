@@ -94,3 +94,29 @@ def test_not_a_checkpoint_gives_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "bad.ckpt" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_gated_checkpoint_uses_its_gate_unless_fidelity_is_zero(tiny_ckpt, tmp_path):
+    """A restorer with a learned fidelity path (rvar.nn.fidelity): by default the gate passes input detail;
+    ``--fidelity 0`` gives the published output exactly; out-of-range weights are one-line errors."""
+    import torch
+
+    from rvar.nn.checkpoints import build_restorer, load_checkpoint, save_checkpoint
+    from rvar.nn.fidelity import FidelityConfig, FidelityGate
+    from rvar.nn.restorer import Restorer
+
+    plain = build_restorer(load_checkpoint(tiny_ckpt), str(tiny_ckpt))
+    gated = Restorer.from_networks(plain.tokenizer, plain.prior, plain.refiner, FidelityGate(FidelityConfig()))
+    with torch.no_grad():
+        gated.gate.net[-1].bias.fill_(30.0)  # both gates open: the input comes back
+    save_checkpoint(tmp_path / "gated.ckpt", gated)
+    image = FIXTURES / "tiny_degraded_0.png"
+    for name, extra in (("gated", []), ("zero", ["--fidelity", "0"])):
+        proc = rvar("restore", image, "--ckpt", tmp_path / "gated.ckpt", "-o", tmp_path / name, *extra, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    assert max_diff(tmp_path / "gated" / image.name, image) <= 1
+    assert max_diff(tmp_path / "zero" / image.name, FIXTURES / "tiny_restored_0.png") <= 1
+    proc = rvar("restore", image, "--ckpt", tmp_path / "gated.ckpt", "-o", tmp_path / "bad", "--fidelity", "1.5",
+                cwd=tmp_path)
+    assert proc.returncode != 0 and "--fidelity must be between 0 and 1" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "bad").exists()

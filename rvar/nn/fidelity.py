@@ -1,0 +1,100 @@
+"""A learned fidelity path: how much of the input passes to a latent restorer's output, per pixel.
+
+A latent restorer renders every image through its tokenizer's decoder, so what the latent cannot carry (fine texture,
+the exact pixels of a clean or barely degraded photo) is lost even where nothing needed restoring. With ``x`` the
+input, ``T`` its tokenizer round trip (``decode(encode(x))``, continuous) and ``R`` the restorer's output, the gate
+returns::
+
+    R + a * (x - T) + b * (T - R)        a, b in [0, 1] per pixel
+
+``a`` passes the input's detail the latent loses; ``b`` takes back the restorer's change. ``a = b = 1`` gives the
+input itself, ``a = b = 0`` the published output, ``a = 0.5, b = 0`` rvar's fixed ``--fidelity 0.5``. Both gates
+are a 1x1 convolution (and optionally one hidden layer) of local statistics: ``|R - T|`` and ``|x - T|`` at two window
+sizes, the input's local detail (``|Laplacian|``) and its brightness; a few dozen to a few hundred weights, so a stage of a few hundred steps fits them
+(:class:`rvar.lit.fidelity.FidelityModule`). It starts as the fixed ``a = 0.5, b = 0``.
+
+Shapes: B batch, H/W image side; images in [-1, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FEATURES = 6  # log-means of |R - T| and |x - T| in both windows, of the input's |Laplacian|; its brightness
+
+
+@dataclass
+class FidelityConfig:
+    """Sizes of :class:`FidelityGate`.
+
+    Args:
+        hidden: 0: the gates are a linear function of the statistics; > 0: one hidden 1x1 layer of this width.
+        small_window / large_window: sides (odd) of the box windows the statistics are averaged over, in pixels.
+    """
+
+    hidden: int = 16
+    small_window: int = 3
+    large_window: int = 15
+
+    def __post_init__(self) -> None:
+        for name in ("small_window", "large_window"):
+            if getattr(self, name) < 1 or getattr(self, name) % 2 == 0:
+                raise ValueError(f"FidelityConfig.{name} must be odd and positive, got {getattr(self, name)}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def _box(t_B1HW: torch.Tensor, side: int) -> torch.Tensor:
+    """Mean over a ``side`` x ``side`` window at every pixel (edges replicated)."""
+    if side == 1:
+        return t_B1HW
+    r = side // 2
+    return F.avg_pool2d(F.pad(t_B1HW, (r, r, r, r), mode="replicate"), side, stride=1)
+
+
+class FidelityGate(nn.Module):
+    """The per-pixel gates ``a`` and ``b`` of the module docstring, and their output."""
+
+    def __init__(self, config: FidelityConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers = ([nn.Conv2d(FEATURES, config.hidden, 1), nn.GELU(), nn.Conv2d(config.hidden, 2, 1)]
+                  if config.hidden > 0 else [nn.Conv2d(FEATURES, 2, 1)])
+        self.net = nn.Sequential(*layers)
+        laplacian = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+        self.register_buffer("laplacian", laplacian, persistent=False)
+        nn.init.zeros_(self.net[-1].weight)
+        with torch.no_grad():  # the start: a = 0.5 (sigmoid 0), b = sigmoid(-4) = 0.018
+            self.net[-1].bias.copy_(torch.tensor([0.0, -4.0]))
+
+    def statistics(self, x_B3HW: torch.Tensor, restored_B3HW: torch.Tensor, round_trip_B3HW: torch.Tensor
+                   ) -> torch.Tensor:
+        """(B, FEATURES, H, W): what the gates see."""
+        change = (restored_B3HW - round_trip_B3HW).abs().mean(1, keepdim=True)
+        lost = (x_B3HW - round_trip_B3HW).abs().mean(1, keepdim=True)
+        grey = x_B3HW.mean(1, keepdim=True)
+        detail = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), self.laplacian).abs()
+        small, large = self.config.small_window, self.config.large_window
+        feats = [_box(change, small), _box(change, large), _box(lost, small), _box(lost, large), _box(detail, small)]
+        return torch.cat([torch.log(f + 1e-3) for f in feats] + [grey], dim=1)
+
+    def gates(self, x_B3HW: torch.Tensor, restored_B3HW: torch.Tensor, round_trip_B3HW: torch.Tensor
+              ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(a, b), each (B, 1, H, W) in [0, 1]."""
+        ab = torch.sigmoid(self.net(self.statistics(x_B3HW, restored_B3HW, round_trip_B3HW).float()))
+        return ab[:, :1], ab[:, 1:]
+
+    def forward(self, x_B3HW: torch.Tensor, restored_B3HW: torch.Tensor, round_trip_B3HW: torch.Tensor,
+                weight: float = 1.0) -> torch.Tensor:
+        """The gated output, ``weight`` x the gates' correction added to ``restored`` (0: ``restored`` itself)."""
+        a, b = self.gates(x_B3HW, restored_B3HW, round_trip_B3HW)
+        correction = a * (x_B3HW - round_trip_B3HW) + b * (round_trip_B3HW - restored_B3HW)
+        return restored_B3HW + weight * correction
+
+
+__all__ = ["FidelityConfig", "FidelityGate", "FEATURES"]

@@ -1,0 +1,67 @@
+"""The learned fidelity path (rvar.nn.fidelity): what its gates do, and how a restorer carries one."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rvar.nn.checkpoints import build_restorer, load_checkpoint, save_checkpoint
+from rvar.nn.fidelity import FidelityConfig, FidelityGate
+from rvar.nn.restorer import Restorer
+from tests.tiny_reference import tiny_restorer
+
+
+def _images(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(2, 3, 32, 32, generator=g) * 2 - 1 for _ in range(3)]
+
+
+def test_a_new_gate_is_the_fixed_half_fidelity_and_open_gates_give_the_input():
+    x, restored, round_trip = _images()
+    gate = FidelityGate(FidelityConfig())
+    a, b = gate.gates(x, restored, round_trip)
+    assert torch.allclose(a, torch.full_like(a, 0.5)) and torch.allclose(b, torch.full_like(b, torch.sigmoid(torch.tensor(-4.0))))
+    with torch.no_grad():
+        gate.net[-1].bias.fill_(30.0)  # both gates open: the input itself
+    assert torch.allclose(gate(x, restored, round_trip), x, atol=1e-5)
+    assert torch.equal(gate(x, restored, round_trip, weight=0.0), restored)
+    with torch.no_grad():
+        gate.net[-1].bias.fill_(-30.0)  # both shut: the restorer's output
+    assert torch.allclose(gate(x, restored, round_trip), restored, atol=1e-5)
+
+
+def test_gates_follow_the_pixels_statistics():
+    x, restored, round_trip = _images(1)
+    gate = FidelityGate(FidelityConfig(hidden=0))
+    with torch.no_grad():
+        gate.net[0].weight.zero_()
+        gate.net[0].weight[0, 0] = 1.0  # a rises with the restorer's local change
+    a, _ = gate.gates(x, restored, round_trip)
+    a_same, _ = gate.gates(x, round_trip, round_trip)  # no change at all
+    assert a.mean() > a_same.mean() + 0.2
+
+
+@pytest.mark.parametrize("window", [0, 4, -3])
+def test_windows_must_be_odd_and_positive(window):
+    with pytest.raises(ValueError, match="odd and positive"):
+        FidelityConfig(small_window=window)
+
+
+def test_a_restorer_with_a_gate_saves_loads_and_uses_it(tmp_path):
+    plain = tiny_restorer().eval()
+    gated = Restorer.from_networks(plain.tokenizer, plain.prior, plain.refiner, FidelityGate(FidelityConfig(hidden=4)))
+    with torch.no_grad():
+        gated.gate.net[-1].bias.copy_(torch.tensor([2.0, 1.0]))
+    path = save_checkpoint(tmp_path / "gated.ckpt", gated)
+    ckpt = load_checkpoint(path, kinds=("restorer",))
+    assert ckpt["model"]["init_args"]["gate"] == {"hidden": 4, "small_window": 3, "large_window": 15}
+    loaded = build_restorer(ckpt, str(path)).eval()
+    assert "gate" not in plain.init_args()  # files without a gate keep their old description
+    x = torch.rand(1, 3, plain.image_size, plain.image_size) * 2 - 1
+    base = plain.restore(x).image  # no gate: fidelity None is 0, the published output
+    assert torch.equal(loaded.restore(x, fidelity=0.0).image, base)
+    with_gate = loaded.restore(x).image  # None: the gate at weight 1
+    assert not torch.allclose(with_gate, base)
+    a, b = loaded.gate.gates(x, base, loaded.round_trip(loaded.tokenizer.encode_condition(x)))
+    expected = (base + a * (x - loaded.round_trip(loaded.tokenizer.encode_condition(x)))
+                + b * (loaded.round_trip(loaded.tokenizer.encode_condition(x)) - base)).clamp(-1, 1)
+    assert torch.allclose(with_gate, expected, atol=1e-5)
