@@ -227,8 +227,9 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
     from rvar.demo.runner import EVAL_FIDELITY
 
     if EVAL_FIDELITY:
-        para.append(f"RestoreVAR and its ablation restore with `--fidelity {EVAL_FIDELITY:g}` (that fraction of the "
-                    "detail the tokenizer loses on the input passes to the output; chosen on the validation photos).")
+        para.append(f"RestoreVAR and its ablation restore with `--fidelity {EVAL_FIDELITY:g}`: each has a learned "
+                    "fidelity path (its last stage, within its budget) that passes input detail where it finds the "
+                    "input trustworthy, here at that weight (chosen on the validation photos).")
     if "gain_over_inputs_db" in s:
         para.append(f"RestoreVAR's mean PSNR is {s['gain_over_inputs_db']:+.2f} dB over the degraded inputs'.")
     if "ldm_gain_db" in s:

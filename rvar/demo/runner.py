@@ -61,20 +61,26 @@ class Stage:
 
 
 # Shares of the training budget (renormalised over the stages that run: the tokenizer's only with
-# --train-tokenizer). Every contender gets the same training budget: RestoreVAR's three stages together
-# (prior + refiner + decoder), the no-prior ablation (the same refiner without the prior's outputs: it shows what
-# the prior adds), the LDM and NAFNet. The LDM reads the fine-tuned restorer's tokenizer: the same latent space and
-# the same decoder as RestoreVAR's final output, so the comparison is between the two latent restorers alone.
-RESTOREVAR_SHARES = {"prior": 0.45, "refiner": 0.45, "decoder": 0.10}
+# --train-tokenizer). Every contender gets the same training budget: RestoreVAR's four stages together
+# (prior + refiner + decoder + its learned fidelity path), the no-prior ablation (the same refiner without the prior's
+# outputs, then its own fidelity path: it shows what the prior adds), the LDM and NAFNet. The LDM reads the
+# fine-tuned restorer's tokenizer: the same latent space and the same decoder as RestoreVAR's final output, so the
+# comparison is between the two latent restorers alone.
+RESTOREVAR_SHARES = {"prior": 0.42, "refiner": 0.42, "decoder": 0.08, "fidelity": 0.08}
+# the ablation's stages and the RestoreVAR stages whose budgets each takes, to the second
+ABLATION = {"noprior": ("prior", "refiner", "decoder"), "noprior_fidelity": ("fidelity",)}
 STAGES: List[Stage] = [
     Stage("tokenizer", 1.0, "tokenizer.ckpt"),
     Stage("prior", RESTOREVAR_SHARES["prior"], "prior.ckpt",
           {"tokenizer_ckpt": "tokenizer.ckpt", "init_from": "prior_pretrained.ckpt"}),
     Stage("refiner", RESTOREVAR_SHARES["refiner"], "restorer_refined.ckpt", {"prior_ckpt": "prior.ckpt"}),
-    Stage("decoder", RESTOREVAR_SHARES["decoder"], "restorevar.ckpt", {"init_from": "restorer_refined.ckpt"}),
-    Stage("noprior", 1.0, "refiner_without_prior.ckpt", {"prior_ckpt": "prior_pretrained.ckpt"}, config="refiner",
+    Stage("decoder", RESTOREVAR_SHARES["decoder"], "restorer_decoded.ckpt", {"init_from": "restorer_refined.ckpt"}),
+    Stage("fidelity", RESTOREVAR_SHARES["fidelity"], "restorevar.ckpt", {"init_from": "restorer_decoded.ckpt"}),
+    Stage("noprior", 1.0, "noprior_refined.ckpt", {"prior_ckpt": "prior_pretrained.ckpt"}, config="refiner",
           overrides={"prior_inputs": False, "residual_from_degraded": True}),
-    Stage("ldm", 1.0, "ldm.ckpt", {"tokenizer_ckpt": "restorevar.ckpt", "init_from": "ldm_pretrained.ckpt"}),
+    Stage("noprior_fidelity", 1.0, "refiner_without_prior.ckpt", {"init_from": "noprior_refined.ckpt"},
+          config="fidelity"),
+    Stage("ldm", 1.0, "ldm.ckpt", {"tokenizer_ckpt": "restorer_decoded.ckpt", "init_from": "ldm_pretrained.ckpt"}),
     Stage("nafnet", 1.0, "nafnet.ckpt"),
 ]
 COMPARE_SHARE = 0.30  # of the whole budget, kept back for `rvar compare` and the report
@@ -82,8 +88,9 @@ LADDER_IMAGES = 4  # test photos the quality ladder scores (each under every deg
 # the demo's evaluation: the paper's five degradation types plus noise and JPEG, on photos no stage trains on
 EVAL_DEGRADATIONS = "haze,rain,snow,low_light,motion_blur,gaussian_noise:sigma=25,jpeg:quality=12"
 EVAL_SIZE = 256
-# RestoreVAR's fidelity path (`rvar restore --fidelity`), chosen on the validation photos (BENCHMARKS.md): half of
-# the detail the tokenizer loses on the input passes to the output. The baselines have no such path.
+# The weight of RestoreVAR's (and the ablation's) learned fidelity path (`rvar restore --fidelity`), chosen on the
+# validation photos (BENCHMARKS.md): 1 leaves mild degradations alone but gives up much of the restoration; half
+# keeps most of it and halves the worst losses. The baselines have no such path.
 EVAL_FIDELITY = 0.5
 STAGE_OVERHEAD = 20.0  # seconds a stage spends outside training (start-up, final validation, export)
 
@@ -143,7 +150,7 @@ def demo_stages(train_tokenizer: bool) -> List[Stage]:
     for stage in STAGES:
         reads = {k: v for k, v in stage.reads.items() if v not in SHIPPED_PRETRAINED}
         if stage.name == "noprior":
-            reads["prior_ckpt"] = "prior.ckpt"
+            reads["prior_ckpt"] = "prior.ckpt"  # the ablation's stages read no shipped network otherwise
         scratch.append(Stage(stage.name, stage.share, stage.output, reads, stage.config, stage.min_seconds,
                              stage.overrides))
     return scratch
@@ -151,13 +158,24 @@ def demo_stages(train_tokenizer: bool) -> List[Stage]:
 
 def stage_seconds(stages: List[Stage], available: float, spent: float = 0.0) -> Dict[str, float]:
     """Each stage's share of ``available`` seconds: RestoreVAR's stages split one contender's budget, of which its
-    finished stages already took ``spent``; every other stage gets a whole one (the tokenizer, when trained here,
-    one too)."""
+    finished stages already took ``spent``; the ablation's stages (:data:`ABLATION`) split one budget as RestoreVAR's
+    do (``run_demo`` then gives them RestoreVAR's actual seconds); every other stage gets a whole one (the tokenizer,
+    when trained here, one too)."""
     restorevar = [s for s in stages if s.name in RESTOREVAR_SHARES]
-    budgets = len(stages) - len(restorevar) + (1 if restorevar else 0)
+    ablation = [s for s in stages if s.name in ABLATION]
+    budgets = len(stages) - len(restorevar) - len(ablation) + (1 if restorevar else 0) + (1 if ablation else 0)
     unit = (available + (spent if restorevar else 0.0)) / budgets
     left = max(unit - spent, 0.0)
-    return {s.name: left * s.share / sum(r.share for r in restorevar) if s in restorevar else unit for s in stages}
+    total_share = sum(RESTOREVAR_SHARES.values())
+
+    def seconds(s: Stage) -> float:
+        if s in restorevar:
+            return left * s.share / sum(r.share for r in restorevar)
+        if s in ablation:
+            return unit * sum(RESTOREVAR_SHARES[n] for n in ABLATION[s.name]) / total_share
+        return unit
+
+    return {s.name: seconds(s) for s in stages}
 
 
 def install_shipped(source: Path, target: Path, kinds: Sequence[str], missing: str) -> Tuple[bool, str]:
@@ -316,8 +334,8 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
         available = total - (time.perf_counter() - t0) - compare_reserve - STAGE_OVERHEAD * len(left)
         spent = sum(budgets.get(name, 0) for name in RESTOREVAR_SHARES)
         seconds = max(stage.min_seconds, int(stage_seconds(left, available, spent)[stage.name]))
-        if stage.name == "noprior":  # the ablation trains for exactly RestoreVAR's three training budgets together
-            seconds = sum(budgets.get(name, 0) for name in RESTOREVAR_SHARES) or seconds
+        if stage.name in ABLATION:  # the ablation trains for exactly the budgets of RestoreVAR's matching stages
+            seconds = sum(budgets.get(name, 0) for name in ABLATION[stage.name]) or seconds
         budgets[stage.name] = seconds
         results.append(run_stage(stage, out, seconds, env, i, len(stages), log, tracking))
     log(f"[{len(stages) + 1}] comparing RestoreVAR with the baselines on the held-out test photos ...")

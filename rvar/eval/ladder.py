@@ -71,7 +71,7 @@ def rung_functions(model: LadderModel) -> Dict[str, Callable[[torch.Tensor], tor
     rungs = {**round_trip_functions(tok), RUNGS[6]: lambda x: x,
              RUNGS[2]: _signed(lambda x: tok.decode(r.restore(x).f_hat.float()))}
     if r.refiner is not None:
-        rungs[RUNGS[4] if model.finetuned_decoder else RUNGS[3]] = restorer_fn(r)
+        rungs[RUNGS[4] if model.finetuned_decoder else RUNGS[3]] = restorer_fn(r, fidelity=0.0)  # no input path
         if r.refiner.config.reads_prior:
             rungs[RUNGS[5]] = None  # made per sample by :func:`quality_ladder` (it needs the other photo)
     return rungs
@@ -85,7 +85,7 @@ def other_photo_fn(restorer: Restorer, other01_3HW: torch.Tensor) -> Callable[[t
 
     def fn(x01: torch.Tensor, context=None) -> torch.Tensor:
         with torch.inference_mode():
-            out = restorer.restore(to_signed(x01), prior_from_B3HW=other.to(x01),
+            out = restorer.restore(to_signed(x01), prior_from_B3HW=other.to(x01), fidelity=0.0,
                                    context_B3HW=None if context is None else to_signed(context))
         return to_unit(out.image)
 

@@ -36,7 +36,7 @@ class FidelityConfig:
         small_window / large_window: sides (odd) of the box windows the statistics are averaged over, in pixels.
     """
 
-    hidden: int = 16
+    hidden: int = 0
     small_window: int = 3
     large_window: int = 15
 

@@ -37,8 +37,15 @@ def test_demo_with_a_tiny_budget_produces_a_report_and_a_restorer(tmp_path, rvar
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (restored / "tiny_degraded_0.png").exists()
+    # RestoreVAR and its ablation end with a learned fidelity path; the ladder still sees the fine-tuned decoder
+    from rvar.nn.checkpoints import load_checkpoint
+
+    for name in ("restorevar.ckpt", "refiner_without_prior.ckpt"):
+        ckpt = load_checkpoint(out / name, kinds=("restorer",))
+        assert ckpt["model"]["init_args"]["gate"] is not None and ckpt["meta"]["stage"] == "fidelity", name
+    assert load_checkpoint(out / "restorevar.ckpt")["meta"]["decoder"] == "finetuned"
     # running it again reuses every finished stage (the tokenizer is the shipped one, not a stage)
     proc = subprocess.run([sys.executable, "-m", "rvar", "demo", "--minutes", "1", "--out", str(out),
                            "--eval-images", "1"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stderr.count("reusing") == 6 and "tokenizer: the shipped one" in proc.stderr
+    assert proc.stderr.count("reusing") == 8 and "tokenizer: the shipped one" in proc.stderr

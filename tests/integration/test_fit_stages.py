@@ -110,7 +110,7 @@ def test_fidelity_fit_trains_only_the_gate_and_exports_a_gated_restorer(rvar_dat
     assert changed == {"gate"}, changed
     assert trainer.global_step == 4 and trainer.fit_loop.epoch_loop.batch_progress.total.completed == 2
     ckpt = load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",))
-    assert ckpt["meta"]["stage"] == "fidelity" and ckpt["model"]["init_args"]["gate"]["hidden"] == 16
+    assert ckpt["meta"]["stage"] == "fidelity" and ckpt["model"]["init_args"]["gate"]["hidden"] == 0
     restorer = build_restorer(ckpt, "export", require_refiner=True)
     assert restorer.gate is not None
-    assert torch.equal(restorer.gate.net[-1].weight, after["gate.net.2.weight"])
+    assert torch.equal(restorer.gate.net[-1].weight, after["gate.net.0.weight"])

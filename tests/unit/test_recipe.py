@@ -163,7 +163,8 @@ def test_shipped_tokenizer_is_a_tiny_tokenizer_and_the_demo_copies_it(tmp_path):
     result = install_shipped_tokenizer(tmp_path, lines.append)
     assert result.status == "shipped" and (tmp_path / "tokenizer.ckpt").read_bytes() == SHIPPED_TOKENIZER.read_bytes()
     assert "shipped" in lines[0]
-    assert [s.name for s in demo_stages(False)] == ["prior", "refiner", "decoder", "noprior", "ldm", "nafnet"]
+    assert [s.name for s in demo_stages(False)] == ["prior", "refiner", "decoder", "fidelity", "noprior",
+                                                    "noprior_fidelity", "ldm", "nafnet"]
     assert demo_stages(True)[0].name == "tokenizer"
     # with a tokenizer of its own the demo cannot use the shipped pre-trained prior and denoiser
     assert all("pretrained" not in name for s in demo_stages(True) for name in s.reads.values())
@@ -238,8 +239,10 @@ def test_every_demo_contender_gets_the_same_training_budget():
     stages = demo_stages(False)
     seconds = stage_seconds(stages, 600.0)
     restorevar = sum(seconds[name] for name in RESTOREVAR_SHARES)
-    assert abs(restorevar - 150.0) < 1e-6  # four contenders: RestoreVAR (three stages), the ablation, LDM, NAFNet
-    assert all(abs(seconds[name] - restorevar) < 1e-6 for name in ("noprior", "ldm", "nafnet"))
+    assert abs(restorevar - 150.0) < 1e-6  # four contenders: RestoreVAR (four stages), the ablation (two), LDM, NAFNet
+    assert abs(seconds["noprior"] + seconds["noprior_fidelity"] - restorevar) < 1e-6
+    assert abs(seconds["noprior_fidelity"] - seconds["fidelity"]) < 1e-6
+    assert all(abs(seconds[name] - restorevar) < 1e-6 for name in ("ldm", "nafnet"))
     assert seconds["prior"] > seconds["decoder"] > 0
     # after the prior took its part, the refiner and decoder share what is left of RestoreVAR's budget
     later = stage_seconds(stages[1:], 600.0 - seconds["prior"], spent=seconds["prior"])
