@@ -336,6 +336,10 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
         seconds = max(stage.min_seconds, int(stage_seconds(left, available, spent)[stage.name]))
         if stage.name in ABLATION:  # the ablation trains for exactly the budgets of RestoreVAR's matching stages
             seconds = sum(budgets.get(name, 0) for name in ABLATION[stage.name]) or seconds
+        elif stage.name not in RESTOREVAR_SHARES and stage.name != "tokenizer" and spent:
+            # a baseline gets RestoreVAR's budget, never more: stages that end sooner than STAGE_OVERHEAD assumes
+            # leave time over, which goes to the comparison rather than to the last contenders
+            seconds = min(seconds, spent)
         budgets[stage.name] = seconds
         results.append(run_stage(stage, out, seconds, env, i, len(stages), log, tracking))
     log(f"[{len(stages) + 1}] comparing RestoreVAR with the baselines on the held-out test photos ...")
