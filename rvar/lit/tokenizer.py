@@ -78,16 +78,17 @@ class TokenizerModule(RVARModule):
         self.perceptual_weight, self.gan_weight, self.gan_start_step = perceptual_weight, gan_weight, gan_start_step
         self.codebook_restart_every = int(codebook_restart_every)
         self.continuous_weight = float(continuous_weight)
-        # 1. networks: the tokenizer, plus a frozen prior/refiner when fine-tuning a restorer's decoder
+        # 1. networks: the tokenizer, plus a frozen prior/refiner (and fidelity gate) when fine-tuning a restorer's
+        # decoder (a gate was fitted to the old decoder's outputs: fit it again after, see rvar.lit.fidelity)
         self.tokenizer = VQVAE(tokenizer) if tokenizer is not None else None
-        self.prior = self.refiner = None
+        self.prior = self.refiner = self.gate = None
         if init_from is not None:
             self._load_init(init_from)
         # 2. what trains
         if mode == "decoder":
             for name in ("tokenizer.encoder", "tokenizer.quant_conv", "tokenizer.quantize"):
                 self.freeze_submodule(name)
-        for name in ("prior", "refiner"):
+        for name in ("prior", "refiner", "gate"):
             if getattr(self, name) is not None:
                 self.freeze_submodule(name)
         # 3. optional adversarial term (manual optimisation: generator and discriminator alternate)
@@ -99,6 +100,7 @@ class TokenizerModule(RVARModule):
         if self.mode == "decoder" and ckpt.get("kind") in ("prior", "restorer"):
             restorer = build_restorer(ckpt, path)
             tokenizer, self.prior, self.refiner = restorer.tokenizer, restorer.prior, restorer.refiner
+            self.gate = restorer.gate
         else:
             tokenizer = build_tokenizer(ckpt, path).train()
         if self.tokenizer is None:

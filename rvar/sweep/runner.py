@@ -146,7 +146,11 @@ class Sweep:
                                         pruner=pruner, direction=self.spec.direction)
             return study, True
         except optuna.exceptions.DuplicatedStudyError:
-            if self.spec.seed is not None:  # another process with the same seed would suggest the same values
+            if self.spec.seed is not None and self.spec.sampler == "grid":
+                # a grid point's id must mean the same values in every process (the seed shuffles the grid):
+                # keep the seed, and only the choice among the unvisited points differs between processes
+                sampler.reseed_rng()
+            elif self.spec.seed is not None:  # another process with the same seed would suggest the same values
                 self.spec.seed = (self.spec.seed + os.getpid()) % 2**31
                 sampler = make_sampler(self.spec)
             study = optuna.load_study(study_name=self.options.study_name, storage=self.storage, sampler=sampler,

@@ -114,3 +114,9 @@ def test_fidelity_fit_trains_only_the_gate_and_exports_a_gated_restorer(rvar_dat
     restorer = build_restorer(ckpt, "export", require_refiner=True)
     assert restorer.gate is not None
     assert torch.equal(restorer.gate.net[-1].weight, after["gate.net.0.weight"])
+    # fine-tuning the decoder of a gated restorer keeps the gate (frozen) in what it exports
+    from rvar.nn.checkpoints import checkpoint_entries
+
+    decoder_stage = TokenizerModule(init_from=str(tmp_path / "export.ckpt"), mode="decoder")
+    assert not any(p.requires_grad for p in decoder_stage.gate.parameters())
+    assert checkpoint_entries(decoder_stage)["model"]["init_args"]["gate"]["hidden"] == 0
