@@ -234,15 +234,11 @@ class DegradationDataModule(L.LightningDataModule):
         if dataset is None:
             return []
         sampler = self._train_sampler(len(dataset)) if train else None
-        collate = _CollateAndFinish(self.pipeline, self.crop_size) if self.finishes_in_workers() else None
+        collate = _CollateAndFinish(self.pipeline, self.crop_size) if self.batch_stage == "workers" else None
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           worker_init_fn=_worker_init if self.num_workers > 0 else None, drop_last=False,
                           collate_fn=collate)
-
-    def finishes_in_workers(self) -> bool:
-        """Whether the batch stage runs in the loader workers (``data.batch_stage``)."""
-        return self.batch_stage == "workers"
 
     def _train_sampler(self, samples: int) -> Sampler:
         """The training keys; under DDP split between ranks here, in :class:`EpochSampler`'s own order.

@@ -150,7 +150,7 @@ def demo_stages(train_tokenizer: bool) -> List[Stage]:
     for stage in STAGES:
         reads = {k: v for k, v in stage.reads.items() if v not in SHIPPED_PRETRAINED}
         if stage.name == "noprior":
-            reads["prior_ckpt"] = "prior.ckpt"  # the ablation's stages read no shipped network otherwise
+            reads["prior_ckpt"] = "prior.ckpt"
         scratch.append(Stage(stage.name, stage.share, stage.output, reads, stage.config, stage.min_seconds,
                              stage.overrides))
     return scratch

@@ -2,9 +2,9 @@
 
 The restorer (tokenizer, prior, refiner; all frozen) restores each training batch once; the gate then learns, from
 the input, its tokenizer round trip and the restorer's output, how much of the input to pass per pixel. Its loss is
-the mean over images of ``log(MSE)`` (minus the mean PSNR up to a constant, capped near 40 dB), so a clean or mildly degraded photo
-the latent path would spoil counts as much as a badly degraded one: the gate learns to leave alone what needs no
-restoring. Not part of the published RestoreVAR (its checkpoints have no gate); ``rvar demo`` runs it as RestoreVAR's
+the mean over images of ``log(MSE)`` (minus the mean PSNR up to a constant, capped near 40 dB), so a clean or mildly
+degraded photo the latent path would spoil counts as much as a badly degraded one: the gate learns to leave alone
+what needs no restoring. Not part of the published RestoreVAR (its checkpoints have no gate); ``rvar demo`` runs it as RestoreVAR's
 last stage, and as the no-prior ablation's, within their budgets.
 
 Shapes: B batch, H/W image side.
@@ -71,8 +71,8 @@ class FidelityModule(RVARModule):
         context = to_signed(batch["context"]) if restorer.uses_context and "context" in batch else None
         if restorer.uses_context and context is None:
             raise UserError("this restorer reads the whole image: set data.init_args.context_size (e.g. 256)")
-        restored = restorer.restore(x, context_B3HW=context, fidelity=0.0).image.float()
-        return x.float(), restored, restorer.round_trip(self.tokenizer.encode_condition(x))
+        out = restorer.restore(x, context_B3HW=context, fidelity=0.0, keep_round_trip=True)  # one encoding for both
+        return x.float(), out.image.float(), out.round_trip
 
     @staticmethod
     def loss(out_B3HW: torch.Tensor, clean_B3HW: torch.Tensor) -> torch.Tensor:

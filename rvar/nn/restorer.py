@@ -24,6 +24,8 @@ class RestoreOutput:
     image: torch.Tensor  # (B, 3, H, W) in [-1, 1]
     f_hat: torch.Tensor  # (B, Cv, h, w) quantised latent from the prior
     f_refined: torch.Tensor  # (B, Cv, h, w) continuous latent after the refiner (== f_hat without one)
+    round_trip: Optional[torch.Tensor] = None  # (B, 3, H, W) the input's round trip, when the fidelity path ran or
+    # ``keep_round_trip`` asked for it
 
 
 class Restorer(nn.Module):
@@ -68,7 +70,7 @@ class Restorer(nn.Module):
     def restore(self, degraded_B3HW: torch.Tensor, top_k: int = 0, top_p: float = 0.0, temperature: float = 1.0,
                 generator: Optional[torch.Generator] = None, use_cache: bool = True,
                 context_B3HW: Optional[torch.Tensor] = None, fidelity: Optional[float] = None,
-                prior_from_B3HW: Optional[torch.Tensor] = None) -> RestoreOutput:
+                prior_from_B3HW: Optional[torch.Tensor] = None, keep_round_trip: bool = False) -> RestoreOutput:
         """``context_B3HW``: the whole degraded image resized to the native size, for a refiner that reads it
         (``uses_context``) when ``degraded_B3HW`` are tiles of a larger image; None: the input is the whole image.
 
@@ -106,13 +108,12 @@ class Restorer(nn.Module):
         image = self.tokenizer.decode(f_ref.float())
         if fidelity is None:
             fidelity = 1.0 if self.gate is not None else 0.0
-        if fidelity:
-            round_trip = self.round_trip(cond)
-            if self.gate is not None:
-                image = self.gate(degraded_B3HW.float(), image.float(), round_trip, fidelity).clamp(-1, 1)
-            else:
-                image = (image + fidelity * (degraded_B3HW.float() - round_trip)).clamp(-1, 1)
-        return RestoreOutput(image, f_hat, f_ref)
+        round_trip = self.round_trip(cond) if fidelity or keep_round_trip else None
+        if fidelity and self.gate is not None:
+            image = self.gate(degraded_B3HW.float(), image.float(), round_trip, fidelity).clamp(-1, 1)
+        elif fidelity:
+            image = (image + fidelity * (degraded_B3HW.float() - round_trip)).clamp(-1, 1)
+        return RestoreOutput(image, f_hat, f_ref, round_trip)
 
     def round_trip(self, cond_BSCv: torch.Tensor) -> torch.Tensor:
         """The decoded continuous latent of an input (its ``encode_condition``): (B, 3, H, W) in [-1, 1], what the

@@ -59,9 +59,11 @@ def test_a_restorer_with_a_gate_saves_loads_and_uses_it(tmp_path):
     x = torch.rand(1, 3, plain.image_size, plain.image_size) * 2 - 1
     base = plain.restore(x).image  # no gate: fidelity None is 0, the published output
     assert torch.equal(loaded.restore(x, fidelity=0.0).image, base)
-    with_gate = loaded.restore(x).image  # None: the gate at weight 1
-    assert not torch.allclose(with_gate, base)
-    a, b = loaded.gate.gates(x, base, loaded.round_trip(loaded.tokenizer.encode_condition(x)))
-    expected = (base + a * (x - loaded.round_trip(loaded.tokenizer.encode_condition(x)))
-                + b * (loaded.round_trip(loaded.tokenizer.encode_condition(x)) - base)).clamp(-1, 1)
-    assert torch.allclose(with_gate, expected, atol=1e-5)
+    with_gate = loaded.restore(x)  # None: the gate at weight 1
+    assert not torch.allclose(with_gate.image, base)
+    round_trip = loaded.round_trip(loaded.tokenizer.encode_condition(x))
+    assert torch.equal(with_gate.round_trip, round_trip) and plain.restore(x).round_trip is None
+    assert torch.equal(plain.restore(x, keep_round_trip=True).round_trip, round_trip)
+    a, b = loaded.gate.gates(x, base, round_trip)
+    expected = (base + a * (x - round_trip) + b * (round_trip - base)).clamp(-1, 1)
+    assert torch.allclose(with_gate.image, expected, atol=1e-5)
