@@ -108,12 +108,13 @@ def run_tiled(fn: ImageFn, img_3HW: torch.Tensor, native: int, batch_size: int =
     boxes = [(y, x0) for y in _starts(Hp, native, stride) for x0 in _starts(Wp, native, stride)]
     weight_hw = _ramp(native, overlap)[:, None] * _ramp(native, overlap)[None, :]
     context = whole_image_context(img_3HW[None], native).clamp(0, 1) if getattr(fn, "takes_context", False) else None
-    acc = torch.zeros(3, Hp, Wp)
-    wsum = torch.zeros(1, Hp, Wp)
+    acc, wsum = None, torch.zeros(1, Hp, Wp)
     for i in range(0, len(boxes), batch_size):
         chunk = boxes[i:i + batch_size]
         tiles = torch.stack([x[0, :, y:y + native, x0:x0 + native] for y, x0 in chunk])
         out = (fn(tiles) if context is None else fn(tiles, context=context)).float().cpu()
+        if acc is None:  # the image, or more channels (a gated restorer's tiles and round trips)
+            acc = torch.zeros(out.shape[1], Hp, Wp)
         for (y, x0), tile in zip(chunk, out):
             acc[:, y:y + native, x0:x0 + native] += tile * weight_hw
             wsum[:, y:y + native, x0:x0 + native] += weight_hw
@@ -131,17 +132,22 @@ def run_resized(fn: ImageFn, img_3HW: torch.Tensor, native: int) -> torch.Tensor
 
 def apply_any_size(fn: ImageFn, img_3HW: torch.Tensor, native: Optional[int], policy: str = "tile",
                    batch_size: int = 4) -> torch.Tensor:
-    """Run ``fn`` on one image of any size under ``policy``; ``native`` None means fully convolutional."""
+    """Run ``fn`` on one image of any size under ``policy``; ``native`` None means fully convolutional. An ``fn``
+    with a ``finish(x_B3HW, out_BCHW)`` attribute (a gated restorer, :func:`restorer_fn`) returns more than the
+    image per tile; ``finish`` turns the blended whole-image result into the image."""
     if native is None:
         _, H, W = img_3HW.shape
         pad_h, pad_w = (-H) % 16, (-W) % 16  # pixel-space baselines downsample by up to 16
         x = F.pad(img_3HW[None], (0, pad_w, 0, pad_h), mode="replicate")
-        return fn(x)[0, :, :H, :W].float().cpu()
-    if policy == "tile":
-        return run_tiled(fn, img_3HW, native, batch_size)
-    if policy == "resize":
-        return run_resized(fn, img_3HW, native)
-    raise UserError(f"unknown size policy {policy!r}; choose one of {', '.join(SIZE_POLICIES)}")
+        out = fn(x)[0, :, :H, :W].float().cpu()
+    elif policy == "tile":
+        out = run_tiled(fn, img_3HW, native, batch_size)
+    elif policy == "resize":
+        out = run_resized(fn, img_3HW, native)
+    else:
+        raise UserError(f"unknown size policy {policy!r}; choose one of {', '.join(SIZE_POLICIES)}")
+    finish = getattr(fn, "finish", None)
+    return out if finish is None else finish(img_3HW[None], out[None])[0]
 
 
 # ---- models from checkpoints -----------------------------------------------------------------------------
@@ -181,14 +187,29 @@ def restorer_fn(restorer, device: Optional[torch.device] = None, precision: str 
     """A :class:`~rvar.nn.restorer.Restorer` as an image function on [0, 1] batches (inputs moved to ``device``
     unless None), taking ``context`` (the whole image, see the module docstring) when its refiner reads it.
     ``fidelity``: see :meth:`~rvar.nn.restorer.Restorer.restore` (0: off; None: the checkpoint's own)."""
+    weight = (1.0 if restorer.gate is not None else 0.0) if fidelity is None else float(fidelity)
+    gated = restorer.gate is not None and weight != 0.0
+
     def fn(x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
         where = device if device is not None else next(restorer.parameters()).device
         with torch.inference_mode(), autocast(precision, where):
-            out = restorer.restore(to_signed(x.to(where)), fidelity=fidelity,
+            out = restorer.restore(to_signed(x.to(where)), fidelity=0.0 if gated else weight, keep_round_trip=gated,
                                    context_B3HW=None if context is None else to_signed(context.to(where)))
+        if gated:  # the restored tiles and their round trips; `finish` gates the blended whole image
+            return torch.cat([to_unit(out.image.float()), to_unit(out.round_trip.float())], dim=1)
         return to_unit(out.image)
 
     fn.takes_context = restorer.uses_context
+    if gated:
+        def finish(x_B3HW: torch.Tensor, out_B6HW: torch.Tensor) -> torch.Tensor:
+            """The learned fidelity path on whole images: it reads whole-image statistics, so it runs once after
+            the tiles are blended (``apply_any_size``), not per tile."""
+            where = next(restorer.gate.parameters()).device
+            signed = [to_signed(t.to(where).float()) for t in (x_B3HW, out_B6HW[:, :3], out_B6HW[:, 3:])]
+            with torch.inference_mode():
+                return to_unit(restorer.gate(*signed, weight).clamp(-1, 1)).float().cpu()
+
+        fn.finish = finish
     return fn
 
 

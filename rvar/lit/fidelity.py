@@ -1,17 +1,21 @@
 """``FidelityModule``: fit a restorer's learned fidelity path (:mod:`rvar.nn.fidelity`) on its own outputs.
 
-The restorer (tokenizer, prior, refiner; all frozen) restores each training batch once; the gate then learns, from
-the input, its tokenizer round trip and the restorer's output, how much of the input to pass per pixel. Its loss is
-the mean over images of ``log(MSE)`` (minus the mean PSNR up to a constant, capped near 40 dB), so a clean or mildly
-degraded photo the latent path would spoil counts as much as a badly degraded one: the gate learns to leave alone
-what needs no restoring. Not part of the published RestoreVAR (its checkpoints have no gate); ``rvar demo`` runs it as RestoreVAR's
-last stage, and as the no-prior ablation's, within their budgets.
+The restorer (tokenizer, prior, refiner; all frozen) restores each training batch once, tile by tile as
+``rvar restore`` does; the gate then learns, from the input, its tokenizer round trip and the restorer's output, how
+much of the input to pass per pixel. With ``image_stats`` (the default) the samples must be whole images (data
+``crop_size`` 256, no ``context_size``): the restored regions go into a small buffer and each step makes several
+gate updates on random draws from it, since restoring is the costly part and the gate has a few dozen weights.
+Its loss is the mean over images of ``log(MSE)`` (minus the mean PSNR up to a constant, capped near 40 dB), so a
+clean or mildly degraded photo the latent path would spoil counts as much as a badly degraded one: the gate learns
+to leave alone what needs no restoring. Not part of the published RestoreVAR (its checkpoints have no gate);
+``rvar demo`` runs it as RestoreVAR's last stage, and as the no-prior ablation's, within their budgets.
 
 Shapes: B batch, H/W image side.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional
+import random
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from lightning.pytorch.cli import OptimizerCallable
@@ -22,11 +26,15 @@ from rvar.nn.checkpoints import build_restorer, load_checkpoint
 from rvar.nn.fidelity import FidelityConfig, FidelityGate
 from rvar.pixels import to_signed, to_unit
 
+Sample = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # input, restored, round trip, clean; [-1, 1]
+
+
+LR = float(__import__("os").environ.get("GATE_LR", "3e-3"))
 
 def gate_adamw(params: Iterable) -> torch.optim.Optimizer:
     """The fidelity stage's default optimizer: AdamW(lr=3e-3), no weight decay. (At lr 1e-2 with a hidden layer
     the gates saturated open within 40 s on the demo's restorer: the input everywhere, BENCHMARKS.md.)"""
-    return torch.optim.AdamW(params, lr=3e-3, weight_decay=0.0)
+    return torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
 
 
 class FidelityModule(RVARModule):
@@ -34,45 +42,61 @@ class FidelityModule(RVARModule):
 
     Args:
         init_from: a ``restorer`` checkpoint (with a refiner); its networks stay frozen.
-        gate: the gate's sizes (:class:`~rvar.nn.fidelity.FidelityConfig`); None: the defaults.
-        updates_per_batch: gate updates per restored batch (restoring is the costly part; the gate has a few
-            hundred weights, and several steps on one batch cost almost nothing).
+        gate: the gate's sizes (:class:`~rvar.nn.fidelity.FidelityConfig`); None: the defaults, with whole-image
+            statistics.
+        updates_per_batch: gate updates per restored batch.
+        update_batch: images per gate update, drawn from the buffer of restored samples.
+        buffer_size: restored samples kept (the oldest go first; float16 on the CPU, about 1.5 MB per 256 px image).
+        tile_overlap: overlap of the restore tiles in pixels (``rvar restore`` blends tiles overlapping by half a
+            tile; 0 restores a 256 px image in 16 tiles instead of 49, 3x faster).
         optimizer: default :func:`gate_adamw` (AdamW lr 3e-3, no weight decay).
         val_max_batches: validation batches restored (None: all).
         grid_images: samples in the degraded | restorer | gated | clean grid per validation epoch.
     """
 
     def __init__(self, init_from: str, gate: Optional[FidelityConfig] = None, updates_per_batch: int = 4,
+                 update_batch: int = 16, buffer_size: int = 128, tile_overlap: int = 0,
                  optimizer: OptimizerCallable = gate_adamw, val_max_batches: Optional[int] = 2,
                  grid_images: int = 4) -> None:
         super().__init__(grid_images)
         gate = FidelityConfig(**gate) if isinstance(gate, dict) else gate
         self.save_hyperparameters(ignore=["optimizer"])
-        if updates_per_batch < 1:
-            raise UserError(f"FidelityModule: updates_per_batch must be at least 1, got {updates_per_batch}")
+        for name, value in (("updates_per_batch", updates_per_batch), ("update_batch", update_batch),
+                            ("buffer_size", buffer_size)):
+            if value < 1:
+                raise UserError(f"FidelityModule: {name} must be at least 1, got {value}")
+        if tile_overlap < 0:
+            raise UserError(f"FidelityModule: tile_overlap must be 0 or more, got {tile_overlap}")
         self.init_from, self.optimizer, self.val_max_batches = init_from, optimizer, val_max_batches
-        self.updates_per_batch = int(updates_per_batch)
+        self.updates_per_batch, self.update_batch = int(updates_per_batch), int(update_batch)
+        self.buffer_size, self.tile_overlap = int(buffer_size), int(tile_overlap)
         source = load_checkpoint(init_from, kinds=("restorer",))
         restorer = build_restorer(source, init_from, require_refiner=True)
         self.decoder_meta = {"decoder": source["meta"]["decoder"]} if "decoder" in (source.get("meta") or {}) else {}
         self.tokenizer, self.prior, self.refiner = restorer.tokenizer, restorer.prior, restorer.refiner
         for name in ("tokenizer", "prior", "refiner"):
             self.freeze_submodule(name)
-        self.gate = FidelityGate(gate or FidelityConfig())
+        self.gate = FidelityGate(gate or FidelityConfig(image_stats=True))
+        self.buffer: List[Sample] = []
         self.automatic_optimization = False  # several gate updates per restored batch
+        self.native_crops_only = False  # whole images of any size, restored tile by tile
 
     @torch.no_grad()
     def restore(self, batch: Dict[str, Any]):
-        """(input, the restorer's output, the input's round trip), each (B, 3, H, W) in [-1, 1]."""
+        """(input, the restorer's output, the input's round trip), each (B, 3, H, W) in [-1, 1]: whole images
+        restored tile by tile as ``rvar restore`` does (tiles with the image as context)."""
+        from rvar.inference import restorer_fn, run_tiled
         from rvar.nn.restorer import Restorer
 
-        restorer = Restorer.from_networks(self.tokenizer, self.prior, self.refiner)
-        x = to_signed(batch["degraded"])
-        context = to_signed(batch["context"]) if restorer.uses_context and "context" in batch else None
-        if restorer.uses_context and context is None:
-            raise UserError("this restorer reads the whole image: set data.init_args.context_size (e.g. 256)")
-        out = restorer.restore(x, context_B3HW=context, fidelity=0.0, keep_round_trip=True)  # one encoding for both
-        return x.float(), out.image.float(), out.round_trip
+        if "context" in batch:
+            raise UserError("the fidelity stage restores whole images tile by tile itself: remove "
+                            "data.init_args.context_size and set data.init_args.crop_size to the image side (e.g. 256)")
+        restorer = Restorer.from_networks(self.tokenizer, self.prior, self.refiner, self.gate)
+        fn = restorer_fn(restorer, self.device, fidelity=1.0)  # restored tiles and round trips, not gated
+        images = batch["degraded"]
+        both = torch.stack([run_tiled(fn, img.float().cpu(), restorer.image_size, batch_size=16,
+                                      overlap=self.tile_overlap) for img in images]).to(self.device)
+        return to_signed(images).float(), to_signed(both[:, :3]), to_signed(both[:, 3:])
 
     @staticmethod
     def loss(out_B3HW: torch.Tensor, clean_B3HW: torch.Tensor) -> torch.Tensor:
@@ -84,9 +108,14 @@ class FidelityModule(RVARModule):
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> torch.Tensor:
         x, restored, round_trip = self.restore(batch)
         clean = to_signed(batch["clean"]).float()
+        for sample in zip(x, restored, round_trip, clean):
+            self.buffer.append(tuple(t.detach().to("cpu", torch.float16) for t in sample))
+        del self.buffer[:max(len(self.buffer) - self.buffer_size, 0)]
         opt = self.optimizers()
         for _ in range(self.updates_per_batch):
-            loss = self.loss(self.gate(x, restored, round_trip), clean)
+            draw = random.sample(self.buffer, min(self.update_batch, len(self.buffer)))
+            xs, rs, ts, cs = (torch.stack([d[i] for d in draw]).to(self.device).float() for i in range(4))
+            loss = self.loss(self.gate(xs, rs, ts), cs)
             opt.zero_grad()
             self.manual_backward(loss)
             opt.step()

@@ -10,8 +10,14 @@ returns::
 ``a`` passes the input's detail the latent loses; ``b`` takes back the restorer's change. ``a = b = 1`` gives the
 input itself, ``a = b = 0`` the published output, ``a = 0.5, b = 0`` rvar's fixed ``--fidelity 0.5``. Both gates
 are a 1x1 convolution (and optionally one hidden layer) of local statistics: ``|R - T|`` and ``|x - T|`` at two window
-sizes, the input's local detail (``|Laplacian|``) and its brightness; a few dozen to a few hundred weights, so a stage of a few hundred steps fits them
-(:class:`rvar.lit.fidelity.FidelityModule`). It starts as the fixed ``a = 0.5, b = 0``.
+sizes, the input's local detail (``|Laplacian|``) and its brightness; with ``image_stats`` also of the same maps'
+means over the whole image and the input's contrast, so one decision can hold for a whole photo (a clean or JPEG
+photo: keep the input everywhere; a hazy one: trust the restorer everywhere). A few dozen to a few hundred weights,
+so a stage of a few hundred steps fits them (:class:`rvar.lit.fidelity.FidelityModule`). It starts as the fixed
+``a = 0.5, b = 0``.
+
+With ``image_stats`` the gate must see whole images, not tiles: :func:`rvar.inference.restorer_fn` restores the
+tiles without it and applies it once to the blended image (``finish``).
 
 Shapes: B batch, H/W image side; images in [-1, 1].
 """
@@ -25,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 FEATURES = 6  # log-means of |R - T| and |x - T| in both windows, of the input's |Laplacian|; its brightness
+IMAGE_FEATURES = 4  # with image_stats: log-means of |R - T|, |x - T| and |Laplacian| over the image; its contrast
 
 
 @dataclass
@@ -34,11 +41,17 @@ class FidelityConfig:
     Args:
         hidden: 0: the gates are a linear function of the statistics; > 0: one hidden 1x1 layer of this width.
         small_window / large_window: sides (odd) of the box windows the statistics are averaged over, in pixels.
+        image_stats: the gates also see whole-image statistics (False: local ones only, as files from before).
     """
 
     hidden: int = 0
     small_window: int = 3
     large_window: int = 15
+    image_stats: bool = False
+
+    @property
+    def features(self) -> int:
+        return FEATURES + (IMAGE_FEATURES if self.image_stats else 0)
 
     def __post_init__(self) -> None:
         for name in ("small_window", "large_window"):
@@ -63,8 +76,9 @@ class FidelityGate(nn.Module):
     def __init__(self, config: FidelityConfig) -> None:
         super().__init__()
         self.config = config
-        layers = ([nn.Conv2d(FEATURES, config.hidden, 1), nn.GELU(), nn.Conv2d(config.hidden, 2, 1)]
-                  if config.hidden > 0 else [nn.Conv2d(FEATURES, 2, 1)])
+        n = config.features
+        layers = ([nn.Conv2d(n, config.hidden, 1), nn.GELU(), nn.Conv2d(config.hidden, 2, 1)]
+                  if config.hidden > 0 else [nn.Conv2d(n, 2, 1)])
         self.net = nn.Sequential(*layers)
         laplacian = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
         self.register_buffer("laplacian", laplacian, persistent=False)
@@ -74,14 +88,19 @@ class FidelityGate(nn.Module):
 
     def statistics(self, x_B3HW: torch.Tensor, restored_B3HW: torch.Tensor, round_trip_B3HW: torch.Tensor
                    ) -> torch.Tensor:
-        """(B, FEATURES, H, W): what the gates see."""
+        """(B, config.features, H, W): what the gates see."""
         change = (restored_B3HW - round_trip_B3HW).abs().mean(1, keepdim=True)
         lost = (x_B3HW - round_trip_B3HW).abs().mean(1, keepdim=True)
         grey = x_B3HW.mean(1, keepdim=True)
         detail = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), self.laplacian).abs()
         small, large = self.config.small_window, self.config.large_window
         feats = [_box(change, small), _box(change, large), _box(lost, small), _box(lost, large), _box(detail, small)]
-        return torch.cat([torch.log(f + 1e-3) for f in feats] + [grey], dim=1)
+        if self.config.image_stats:
+            feats += [m.mean(dim=(2, 3), keepdim=True).expand_as(m) for m in (change, lost, detail)]
+        out = [torch.log(f + 1e-3) for f in feats] + [grey]
+        if self.config.image_stats:
+            out.append(x_B3HW.std(dim=(2, 3), keepdim=True).mean(1, keepdim=True).expand_as(grey))
+        return torch.cat(out, dim=1)
 
     def gates(self, x_B3HW: torch.Tensor, restored_B3HW: torch.Tensor, round_trip_B3HW: torch.Tensor
               ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -97,4 +116,4 @@ class FidelityGate(nn.Module):
         return restored_B3HW + weight * correction
 
 
-__all__ = ["FidelityConfig", "FidelityGate", "FEATURES"]
+__all__ = ["FidelityConfig", "FidelityGate", "FEATURES", "IMAGE_FEATURES"]
