@@ -16,7 +16,7 @@ import torch
 from rvar.commands.compare import degradation_specs
 from rvar.eval.compare import load_samples
 from rvar.demo.runner import EVAL_DEGRADATIONS
-from rvar.inference import load_restoration_model, run_tiled
+from rvar.inference import apply_any_size, load_restoration_model
 from rvar.eval.metrics import ciede2000_per_image, mean, psnr_per_image
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,8 +70,7 @@ for path, fidelity, swap in runs:
             others = [s for s in samples if s.name != sample.name] or [sample]
             fn = other_photo_fn(model.module, others[number % len(others)].degraded)
         with torch.inference_mode():
-            out = (run_tiled(fn, sample.degraded, model.native, 16, overlap=32) if model.native
-                   else fn(sample.degraded[None])[0]).clamp(0, 1)  # a fully convolutional model takes any size
+            out = apply_any_size(fn, sample.degraded, model.native, "tile", 16).clamp(0, 1)  # as rvar restore
         psnr = float(psnr_per_image(out[None], sample.clean[None])[0])
         colour = float(ciede2000_per_image(out[None], sample.clean[None])[0])
         gains.setdefault(sample.degradation.split(":")[0], []).append(psnr - inputs[number])

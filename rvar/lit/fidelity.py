@@ -29,12 +29,10 @@ from rvar.pixels import to_signed, to_unit
 Sample = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # input, restored, round trip, clean; [-1, 1]
 
 
-LR = float(__import__("os").environ.get("GATE_LR", "3e-3"))
-
 def gate_adamw(params: Iterable) -> torch.optim.Optimizer:
     """The fidelity stage's default optimizer: AdamW(lr=3e-3), no weight decay. (At lr 1e-2 with a hidden layer
     the gates saturated open within 40 s on the demo's restorer: the input everywhere, BENCHMARKS.md.)"""
-    return torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
+    return torch.optim.AdamW(params, lr=3e-3, weight_decay=0.0)
 
 
 class FidelityModule(RVARModule):

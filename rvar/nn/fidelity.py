@@ -95,10 +95,9 @@ class FidelityGate(nn.Module):
         detail = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), self.laplacian).abs()
         small, large = self.config.small_window, self.config.large_window
         feats = [_box(change, small), _box(change, large), _box(lost, small), _box(lost, large), _box(detail, small)]
-        if self.config.image_stats:
-            feats += [m.mean(dim=(2, 3), keepdim=True).expand_as(m) for m in (change, lost, detail)]
-        out = [torch.log(f + 1e-3) for f in feats] + [grey]
-        if self.config.image_stats:
+        out = [torch.log(f + 1e-3) for f in feats] + [grey]  # the FEATURES local ones
+        if self.config.image_stats:  # then the IMAGE_FEATURES whole-image ones, one value per image
+            out += [torch.log(m.mean(dim=(2, 3), keepdim=True) + 1e-3).expand_as(m) for m in (change, lost, detail)]
             out.append(x_B3HW.std(dim=(2, 3), keepdim=True).mean(1, keepdim=True).expand_as(grey))
         return torch.cat(out, dim=1)
 

@@ -20,19 +20,20 @@ from tests.tiny_reference import save_tiny_restorer
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def tiny_data(root: Path) -> DegradationDataModule:
-    return DegradationDataModule(crop_size=64, batch_size=2, num_workers=0, samples_per_epoch=4, val_samples=2,
-                                 degradations=[{"name": "gaussian_noise"}, {"name": "haze"}], data_root=str(root))
+def tiny_data(root: Path, **overrides) -> DegradationDataModule:
+    args = dict(crop_size=64, batch_size=2, num_workers=0, samples_per_epoch=4, val_samples=2,
+                degradations=[{"name": "gaussian_noise"}, {"name": "haze"}], data_root=str(root))
+    return DegradationDataModule(**{**args, **overrides})
 
 
-def fit(module: L.LightningModule, root: Path, out: Path, steps: int = 2) -> L.Trainer:
+def fit(module: L.LightningModule, root: Path, out: Path, steps: int = 2, **data) -> L.Trainer:
     export = ExportCheckpoint(str(out / "export.ckpt"))
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, limit_val_batches=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, default_root_dir=str(out), callbacks=[export])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(module, datamodule=tiny_data(root))
+        trainer.fit(module, datamodule=tiny_data(root, **data))
     trainer.save_checkpoint(out / "lightning.ckpt")
     return trainer
 
@@ -101,9 +102,13 @@ def test_fidelity_fit_trains_only_the_gate_and_exports_a_gated_restorer(rvar_dat
     from rvar.lit import FidelityModule
 
     source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
-    module = FidelityModule(str(source), updates_per_batch=2, val_max_batches=1)
+    module = FidelityModule(str(source), updates_per_batch=2, update_batch=3, buffer_size=3, val_max_batches=1)
+    assert module.gate.config.image_stats  # the stage's default gate reads whole-image statistics
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    trainer = fit(module, rvar_data_home, tmp_path, steps=4)  # 2 batches (one epoch, then validation)
+    # whole 96 px images, restored in 64 px tiles as `rvar restore` restores them (96 is not a tile multiple)
+    trainer = fit(module, rvar_data_home, tmp_path, steps=4, crop_size=96)  # 2 batches, then validation
+    assert len(module.buffer) == 3 and all(t.dtype == torch.float16 and t.shape == (3, 96, 96)
+                                           for sample in module.buffer for t in sample)  # the newest 3 of 4
     assert_finite_logged(trainer, "train/loss", "val/loss", "val/psnr_before", "val/psnr_after", "val/gate_a")
     after = module.state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
@@ -111,6 +116,7 @@ def test_fidelity_fit_trains_only_the_gate_and_exports_a_gated_restorer(rvar_dat
     assert trainer.global_step == 4 and trainer.fit_loop.epoch_loop.batch_progress.total.completed == 2
     ckpt = load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",))
     assert ckpt["meta"]["stage"] == "fidelity" and ckpt["model"]["init_args"]["gate"]["hidden"] == 0
+    assert ckpt["model"]["init_args"]["gate"]["image_stats"] is True
     restorer = build_restorer(ckpt, "export", require_refiner=True)
     assert restorer.gate is not None
     assert torch.equal(restorer.gate.net[-1].weight, after["gate.net.0.weight"])
@@ -120,3 +126,16 @@ def test_fidelity_fit_trains_only_the_gate_and_exports_a_gated_restorer(rvar_dat
     decoder_stage = TokenizerModule(init_from=str(tmp_path / "export.ckpt"), mode="decoder")
     assert not any(p.requires_grad for p in decoder_stage.gate.parameters())
     assert checkpoint_entries(decoder_stage)["model"]["init_args"]["gate"]["hidden"] == 0
+
+
+def test_fidelity_fit_refuses_tiles_with_context_and_bad_sizes(rvar_data_home, tmp_path):
+    """The stage tiles whole images itself: data that already comes as tiles with context is a one-line error."""
+    from rvar.errors import UserError
+    from rvar.lit import FidelityModule
+
+    source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
+    for bad in ({"update_batch": 0}, {"buffer_size": 0}, {"tile_overlap": -1}):
+        with pytest.raises(UserError, match=next(iter(bad))):
+            FidelityModule(str(source), **bad)
+    with pytest.raises(UserError, match="remove data.init_args.context_size"):
+        fit(FidelityModule(str(source), val_max_batches=1), rvar_data_home, tmp_path, context_size=128)

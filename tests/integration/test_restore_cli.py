@@ -106,7 +106,8 @@ def test_a_gated_checkpoint_uses_its_gate_unless_fidelity_is_zero(tiny_ckpt, tmp
     from rvar.nn.restorer import Restorer
 
     plain = build_restorer(load_checkpoint(tiny_ckpt), str(tiny_ckpt))
-    gated = Restorer.from_networks(plain.tokenizer, plain.prior, plain.refiner, FidelityGate(FidelityConfig()))
+    gated = Restorer.from_networks(plain.tokenizer, plain.prior, plain.refiner,
+                                   FidelityGate(FidelityConfig(image_stats=True)))  # applied to the whole image
     with torch.no_grad():
         gated.gate.net[-1].bias.fill_(30.0)  # both gates open: the input comes back
     save_checkpoint(tmp_path / "gated.ckpt", gated)

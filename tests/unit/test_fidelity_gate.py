@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from rvar.nn.checkpoints import build_restorer, load_checkpoint, save_checkpoint
-from rvar.nn.fidelity import FidelityConfig, FidelityGate
+from rvar.nn.fidelity import FEATURES, IMAGE_FEATURES, FidelityConfig, FidelityGate
+from rvar.pixels import to_signed
 from rvar.nn.restorer import Restorer
 from tests.tiny_reference import tiny_restorer
 
@@ -53,7 +54,8 @@ def test_a_restorer_with_a_gate_saves_loads_and_uses_it(tmp_path):
         gated.gate.net[-1].bias.copy_(torch.tensor([2.0, 1.0]))
     path = save_checkpoint(tmp_path / "gated.ckpt", gated)
     ckpt = load_checkpoint(path, kinds=("restorer",))
-    assert ckpt["model"]["init_args"]["gate"] == {"hidden": 4, "small_window": 3, "large_window": 15}
+    assert ckpt["model"]["init_args"]["gate"] == {"hidden": 4, "small_window": 3, "large_window": 15,
+                                                  "image_stats": False}
     loaded = build_restorer(ckpt, str(path)).eval()
     assert "gate" not in plain.init_args()  # files without a gate keep their old description
     x = torch.rand(1, 3, plain.image_size, plain.image_size) * 2 - 1
@@ -67,3 +69,48 @@ def test_a_restorer_with_a_gate_saves_loads_and_uses_it(tmp_path):
     a, b = loaded.gate.gates(x, base, round_trip)
     expected = (base + a * (x - round_trip) + b * (round_trip - base)).clamp(-1, 1)
     assert torch.allclose(with_gate.image, expected, atol=1e-5)
+
+
+def test_whole_image_statistics_are_the_same_at_every_pixel_and_old_descriptions_still_load():
+    x, restored, round_trip = _images(2)
+    local, whole = FidelityGate(FidelityConfig()), FidelityGate(FidelityConfig(image_stats=True))
+    assert local.statistics(x, restored, round_trip).shape[1] == FEATURES == 6
+    stats = whole.statistics(x, restored, round_trip)
+    assert stats.shape == (2, FEATURES + IMAGE_FEATURES, 32, 32)
+    assert torch.equal(stats[:, :FEATURES - 1], local.statistics(x, restored, round_trip)[:, :FEATURES - 1])
+    extra = stats[:, FEATURES:]
+    assert torch.equal(extra, extra[:, :, :1, :1].expand_as(extra))  # one value per image and feature
+    assert not torch.allclose(extra[0], extra[1])  # ... that differs between images
+    # a checkpoint written before image_stats existed describes its gate without it: local statistics only
+    assert FidelityConfig(**{"hidden": 0, "small_window": 3, "large_window": 15}).image_stats is False
+
+
+def test_a_whole_image_gate_decides_once_per_photo_however_it_is_tiled():
+    """With ``image_stats`` the gate runs once on the blended image (``finish``), not per tile: a gate that reads
+    only the image-wide mean of ``|x - T|`` passes the same fraction of the input everywhere in a photo that is
+    restored in several overlapping tiles, and the same in either size policy."""
+    from rvar.inference import apply_any_size, restorer_fn, run_tiled
+
+    plain = tiny_restorer().eval()
+    gate = FidelityGate(FidelityConfig(image_stats=True))
+    with torch.no_grad():
+        gate.net[0].weight.zero_()
+        gate.net[0].weight[0, FEATURES + 1] = 1.0  # a: the image-wide mean of log|x - T|
+        gate.net[0].bias.copy_(torch.tensor([3.0, -30.0]))  # b shut: out = R + a (x - T)
+    gated = Restorer.from_networks(plain.tokenizer, plain.prior, plain.refiner, gate)
+    fn = restorer_fn(gated, torch.device("cpu"))
+    side = plain.image_size
+    g = torch.Generator().manual_seed(3)
+    img = torch.rand(3, side * 2 - 5, side + 7, generator=g)  # several tiles, not multiples of the tile side
+    img[:, : side // 2] = 0.5  # a flat band: tiles that on their own would see almost no loss
+    out = apply_any_size(fn, img, side, "tile")
+    both = run_tiled(fn, img, side)  # restored tiles and round trips, blended as apply_any_size blends them
+    assert out.shape == img.shape and both.shape[0] == 6
+    lost = img - both[3:]
+    inside = (lost.abs() > 0.05) & (out > 0.01) & (out < 0.99)  # not clipped to the pixel range
+    ratio = ((out - both[:3]) / lost)[inside]
+    assert ratio.numel() > 100 and ratio.std() < 1e-3 and 0.05 < ratio.mean() < 0.95  # one a for the whole photo
+    resized = apply_any_size(fn, img, side, "resize")
+    assert resized.shape == img.shape and resized.min() >= 0 and resized.max() <= 1
+    per_tile = gated.restore(to_signed(img[None, :, :side, :side]))  # a single tile still restores alone
+    assert per_tile.image.shape == (1, 3, side, side)
