@@ -11,7 +11,8 @@ returns::
 input itself, ``a = b = 0`` the published output, ``a = 0.5, b = 0`` rvar's fixed ``--fidelity 0.5``. Both gates
 are a 1x1 convolution (and optionally one hidden layer) of local statistics: ``|R - T|`` and ``|x - T|`` at two window
 sizes, the input's local detail (``|Laplacian|``) and its brightness; with ``image_stats`` also of the same maps'
-means over the whole image and the input's contrast, so one decision can hold for a whole photo (a clean or JPEG
+means over the whole image, the input's contrast and five degradation descriptors (dark channel, brightness,
+saturation, JPEG blockiness, noise level: :func:`degradation_descriptors`), so one decision can hold for a whole photo (a clean or JPEG
 photo: keep the input everywhere; a hazy one: trust the restorer everywhere). A few dozen to a few hundred weights,
 so a stage of a few hundred steps fits them (:class:`rvar.lit.fidelity.FidelityModule`). It starts as the fixed
 ``a = 0.5, b = 0``.
@@ -31,7 +32,39 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 FEATURES = 6  # log-means of |R - T| and |x - T| in both windows, of the input's |Laplacian|; its brightness
-IMAGE_FEATURES = 4  # with image_stats: log-means of |R - T|, |x - T| and |Laplacian| over the image; its contrast
+IMAGE_FEATURES = 9  # with image_stats: log-means of |R - T|, |x - T| and |Laplacian| over the image, its contrast,
+#                    and the five degradation descriptors of :func:`degradation_descriptors`
+
+
+def degradation_descriptors(x_B3HW: torch.Tensor) -> torch.Tensor:
+    """(B, 5): cheap whole-image statistics that tell the common degradations apart, so a whole-image gate can
+    trust the restorer on a hazy or dark photo and keep a clean, JPEG or slightly blurred one:
+
+    - mean dark channel (per-pixel minimum over RGB and a 15 px window; haze and snow raise it),
+    - mean brightness (low light lowers it),
+    - mean saturation (max - min over RGB; haze washes it out),
+    - blockiness (log ratio of the steps across 8 px block edges to the others; JPEG raises it),
+    - noise level (log median |Laplacian|; sensor noise raises it, blur lowers it).
+    """
+    u = (x_B3HW.float() + 1) / 2
+    dark = -F.max_pool2d(-u.amin(1, keepdim=True), 15, 1, 7)
+    saturation = u.amax(1) - u.amin(1)
+    grey = u.mean(1, keepdim=True)
+    steps = []
+    for dim in (-1, -2):  # across columns, then across rows
+        n = grey.shape[dim] - 1
+        diff = (grey.narrow(dim, 1, n) - grey.narrow(dim, 0, n)).abs().movedim(dim, -1)  # the steps on the last axis
+        edge = torch.arange(n, device=u.device) % 8 == 7
+        if not edge.any() or edge.all():  # too small to have block edges
+            steps.append(torch.zeros(u.shape[0], device=u.device))
+        else:
+            steps.append(torch.log((diff[..., edge].mean((1, 2, 3)) + 1e-3) / (diff[..., ~edge].mean((1, 2, 3)) + 1e-3)))
+    laplacian = grey[..., :-2, 1:-1] + grey[..., 2:, 1:-1] + grey[..., 1:-1, :-2] + grey[..., 1:-1, 2:] \
+        - 4 * grey[..., 1:-1, 1:-1]
+    noise = torch.log(laplacian.abs().flatten(1).median(1).values + 1e-3) if laplacian.numel() else \
+        torch.zeros(u.shape[0], device=u.device)
+    return torch.stack([dark.mean((1, 2, 3)), grey.mean((1, 2, 3)), saturation.mean((1, 2)),
+                        (steps[0] + steps[1]) / 2, noise], dim=1)
 
 
 @dataclass
@@ -99,12 +132,18 @@ class FidelityGate(nn.Module):
         if self.config.image_stats:  # then the IMAGE_FEATURES whole-image ones, one value per image
             out += [torch.log(m.mean(dim=(2, 3), keepdim=True) + 1e-3).expand_as(m) for m in (change, lost, detail)]
             out.append(x_B3HW.std(dim=(2, 3), keepdim=True).mean(1, keepdim=True).expand_as(grey))
+            out += [d.view(-1, 1, 1, 1).expand_as(grey) for d in degradation_descriptors(x_B3HW).unbind(1)]
         return torch.cat(out, dim=1)
 
     def gates(self, x_B3HW: torch.Tensor, restored_B3HW: torch.Tensor, round_trip_B3HW: torch.Tensor
               ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(a, b), each (B, 1, H, W) in [0, 1]."""
-        ab = torch.sigmoid(self.net(self.statistics(x_B3HW, restored_B3HW, round_trip_B3HW).float()))
+        return self.gates_from(self.statistics(x_B3HW, restored_B3HW, round_trip_B3HW))
+
+    def gates_from(self, statistics_BFHW: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(a, b) from :meth:`statistics` computed earlier (they do not depend on the gate's weights, so a stage
+        computes them once per image and makes many updates on them)."""
+        ab = torch.sigmoid(self.net(statistics_BFHW.float()))
         return ab[:, :1], ab[:, 1:]
 
     def forward(self, x_B3HW: torch.Tensor, restored_B3HW: torch.Tensor, round_trip_B3HW: torch.Tensor,
@@ -115,4 +154,4 @@ class FidelityGate(nn.Module):
         return restored_B3HW + weight * correction
 
 
-__all__ = ["FidelityConfig", "FidelityGate", "FEATURES", "IMAGE_FEATURES"]
+__all__ = ["FidelityConfig", "FidelityGate", "FEATURES", "IMAGE_FEATURES", "degradation_descriptors"]

@@ -107,8 +107,18 @@ def test_fidelity_fit_trains_only_the_gate_and_exports_a_gated_restorer(rvar_dat
     before = {k: v.clone() for k, v in module.state_dict().items()}
     # whole 96 px images, restored in 64 px tiles as `rvar restore` restores them (96 is not a tile multiple)
     trainer = fit(module, rvar_data_home, tmp_path, steps=4, crop_size=96)  # 2 batches, then validation
-    assert len(module.buffer) == 3 and all(t.dtype == torch.float16 and t.shape == (3, 96, 96)
-                                           for sample in module.buffer for t in sample)  # the newest 3 of 4
+    assert len(module.buffer) == 3  # the newest 3 of 4: each the gate's statistics and the differences it blends
+    features = module.gate.config.features
+    assert all(s.dtype == d.dtype == torch.float16 and s.shape == (features, 96, 96) and d.shape == (9, 96, 96)
+               for s, d in module.buffer)
+    # an update on buffered statistics is the loss of the gate applied to the images themselves
+    x, restored, round_trip = (torch.rand(2, 3, 96, 96) * 2 - 1 for _ in range(3))
+    clean = torch.rand(2, 3, 96, 96) * 2 - 1
+    with torch.no_grad():
+        draw = [(s, d) for s, d in zip(module.gate.statistics(x, restored, round_trip),
+                                       torch.cat([x - round_trip, round_trip - restored, clean - restored], 1))]
+        module.update_crop = 96
+        assert torch.allclose(module.loss_on(draw), module.loss(module.gate(x, restored, round_trip), clean), atol=1e-5)
     assert_finite_logged(trainer, "train/loss", "val/loss", "val/psnr_before", "val/psnr_after", "val/gate_a")
     after = module.state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
@@ -134,7 +144,7 @@ def test_fidelity_fit_refuses_tiles_with_context_and_bad_sizes(rvar_data_home, t
     from rvar.lit import FidelityModule
 
     source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
-    for bad in ({"update_batch": 0}, {"buffer_size": 0}, {"tile_overlap": -1}):
+    for bad in ({"update_batch": 0}, {"buffer_size": 0}, {"update_crop": 0}, {"tile_overlap": -1}):
         with pytest.raises(UserError, match=next(iter(bad))):
             FidelityModule(str(source), **bad)
     with pytest.raises(UserError, match="remove data.init_args.context_size"):
