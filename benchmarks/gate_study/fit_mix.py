@@ -1,7 +1,8 @@
 """Fit gates offline on training-mix tensors (collect_mix.py: the first 120 train images), score them on the other
 train images + the val split (held) and on collect.py's 6 validation photos x 7 evaluation degradations (val6).
-Features: kind 0 local (as main), 1 + whole-image means, 2 + the restorer's global change (signed brightness,
-contrast ratio, |R - x|).
+Features: kind 0 local (the first gate), 1 + whole-image means, 2 + the restorer's global change (signed brightness,
+contrast ratio, |R - x|), 3 = kind 1 + degradation descriptors (dark channel, brightness, saturation, blockiness,
+noise level; as rvar.nn.fidelity.degradation_descriptors). The fourth round ran kinds 1 and 3.
 
     python benchmarks/gate_study/fit_mix.py MIX.pt VAL6.pt
 """
@@ -26,6 +27,16 @@ def feats(x,R,T,kind):
         f+= [E((R.mean((2,3),keepdim=True)-x.mean((2,3),keepdim=True)).mean(1,keepdim=True))]
         f+= [E(torch.log((R.std((2,3),keepdim=True).mean(1,keepdim=True)+1e-3)/(x.std((2,3),keepdim=True).mean(1,keepdim=True)+1e-3)))]
         f+= [E(x.mean((2,3),keepdim=True).mean(1,keepdim=True))]
+    if kind==3:
+        dark=-F.max_pool2d(-x.min(1,keepdim=True)[0],15,1,7)   # dark channel (haze raises it)
+        f+=[E(dark.mean((2,3),keepdim=True))]
+        f+=[E(x.mean((1,2,3),keepdim=True))]  # brightness (low light)
+        sat=(x.max(1,keepdim=True)[0]-x.min(1,keepdim=True)[0])
+        f+=[E(sat.mean((2,3),keepdim=True))]
+        dx=(x[...,:,1:]-x[...,:,:-1]).abs().mean((1,2))  # B, W-1
+        idx=torch.arange(dx.shape[-1]); blk=(idx%8==7)
+        f+=[E(torch.log((dx[:,blk].mean(1)+1e-3)/(dx[:,~blk].mean(1)+1e-3)).view(-1,1,1,1))]  # blockiness (JPEG)
+        f+=[E(torch.log(hf.flatten(1).median(1)[0]+1e-3).view(-1,1,1,1))]  # noise level
     f.append(x.mean(1,keepdim=True))
     return torch.cat(f,1)
 class Gate(torch.nn.Module):
@@ -59,7 +70,7 @@ class Fix(torch.nn.Module):
     def __init__(s,a): super().__init__(); s.a=a
     def forward(s,x,R,T): return R+s.a*(x-T)
 for a in (0.0,0.5): rep(f'fixed{a} held',Fix(a),held); rep(f'fixed{a} val6',Fix(a),val6)
-for kind in (0,1,2):
+for kind in (1,3):
     for hidden in (0,16):
         for lr in (0.003, 0.02):
             if hidden and lr>0.01: continue
