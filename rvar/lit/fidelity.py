@@ -52,6 +52,10 @@ class FidelityModule(RVARModule):
             crop keeps them; 128 makes an update 4x cheaper than whole 256 px images).
         tile_overlap: overlap of the restore tiles in pixels (``rvar restore`` blends tiles overlapping by half a
             tile; 0 restores a 256 px image in 16 tiles instead of 49, 3x faster).
+        psnr_cap: the loss counts each image's PSNR up to this many dB. It sets how much the gate protects clean
+            and mildly degraded photos against how much restoration it keeps: on the validation photos, 40 (the
+            default) kept every degradation within 0.2 dB at +1.5-1.7 dB overall; 34 gave +2.3 with JPEG and blur
+            losing 0.6-0.9; 30 gave +2.5 with blur losing 1.1 (BENCHMARKS.md).
         optimizer: default :func:`gate_adamw` (AdamW lr 1e-2, no weight decay).
         val_max_batches: validation batches restored (None: all).
         grid_images: samples in the degraded | restorer | gated | clean grid per validation epoch.
@@ -59,6 +63,7 @@ class FidelityModule(RVARModule):
 
     def __init__(self, init_from: str, gate: Optional[FidelityConfig] = None, updates_per_batch: int = 4,
                  update_batch: int = 16, buffer_size: int = 128, update_crop: int = 128, tile_overlap: int = 0,
+                 psnr_cap: float = 40.0,
                  optimizer: OptimizerCallable = gate_adamw, val_max_batches: Optional[int] = 2,
                  grid_images: int = 4) -> None:
         super().__init__(grid_images)
@@ -68,6 +73,9 @@ class FidelityModule(RVARModule):
                             ("buffer_size", buffer_size), ("update_crop", update_crop)):
             if value < 1:
                 raise UserError(f"FidelityModule: {name} must be at least 1, got {value}")
+        if not 10.0 <= psnr_cap <= 100.0:
+            raise UserError(f"FidelityModule: psnr_cap must be between 10 and 100 dB, got {psnr_cap}")
+        self.psnr_cap = float(psnr_cap)
         if tile_overlap < 0:
             raise UserError(f"FidelityModule: tile_overlap must be 0 or more, got {tile_overlap}")
         self.init_from, self.optimizer, self.val_max_batches = init_from, optimizer, val_max_batches
@@ -101,12 +109,15 @@ class FidelityModule(RVARModule):
                                       overlap=self.tile_overlap) for img in images]).to(self.device)
         return to_signed(images).float(), to_signed(both[:, :3]), to_signed(both[:, 3:])
 
-    @staticmethod
-    def loss(out_B3HW: torch.Tensor, clean_B3HW: torch.Tensor) -> torch.Tensor:
-        """Mean over images of log(MSE + 4e-4), images in [-1, 1]: minus the mean PSNR up to a constant, each
-        image's capped near 40 dB, so a clean sample (one in seven), which the input restores perfectly, cannot
-        outweigh the rest."""
-        return torch.log((out_B3HW - clean_B3HW).square().mean(dim=(1, 2, 3)) + 4e-4).mean()
+    def loss(self, out_B3HW: torch.Tensor, clean_B3HW: torch.Tensor) -> torch.Tensor:
+        """Mean over images of log(MSE + floor), images in [-1, 1]: minus the mean PSNR up to a constant, each
+        image's capped near ``psnr_cap`` dB, so a clean sample (one in seven), which the input restores perfectly,
+        cannot outweigh the rest without bound."""
+        return self._log_mse((out_B3HW - clean_B3HW).square().mean(dim=(1, 2, 3)))
+
+    def _log_mse(self, mse_B: torch.Tensor) -> torch.Tensor:
+        floor = 4.0 * 10.0 ** (-self.psnr_cap / 10.0)  # the MSE of [-1, 1] images at psnr_cap dB
+        return torch.log(mse_B + floor).mean()
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> torch.Tensor:
         x, restored, round_trip = self.restore(batch)
@@ -139,7 +150,7 @@ class FidelityModule(RVARModule):
         a, b = self.gate.gates_from(both[:, :n])
         lost, change, wanted = both[:, n:n + 3], both[:, n + 3:n + 6], both[:, n + 6:]
         error = a * lost + b * change - wanted  # the gated output minus the clean image
-        return torch.log(error.square().mean(dim=(1, 2, 3)) + 4e-4).mean()
+        return self._log_mse(error.square().mean(dim=(1, 2, 3)))
 
     def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> Optional[torch.Tensor]:
         if self.val_max_batches is not None and batch_idx >= self.val_max_batches:

@@ -119,6 +119,10 @@ def test_fidelity_fit_trains_only_the_gate_and_exports_a_gated_restorer(rvar_dat
                                        torch.cat([x - round_trip, round_trip - restored, clean - restored], 1))]
         module.update_crop = 96
         assert torch.allclose(module.loss_on(draw), module.loss(module.gate(x, restored, round_trip), clean), atol=1e-5)
+        # psnr_cap: a perfect image scores -log of the floor, 4 x 10^(-cap / 10), whichever path computes it
+        for cap in (30.0, 40.0):
+            module.psnr_cap = cap
+            assert abs(float(module.loss(clean, clean)) - math.log(4 * 10 ** (-cap / 10))) < 1e-4
     assert_finite_logged(trainer, "train/loss", "val/loss", "val/psnr_before", "val/psnr_after", "val/gate_a")
     after = module.state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
@@ -144,7 +148,7 @@ def test_fidelity_fit_refuses_tiles_with_context_and_bad_sizes(rvar_data_home, t
     from rvar.lit import FidelityModule
 
     source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
-    for bad in ({"update_batch": 0}, {"buffer_size": 0}, {"update_crop": 0}, {"tile_overlap": -1}):
+    for bad in ({"update_batch": 0}, {"buffer_size": 0}, {"update_crop": 0}, {"tile_overlap": -1}, {"psnr_cap": 5}):
         with pytest.raises(UserError, match=next(iter(bad))):
             FidelityModule(str(source), **bad)
     with pytest.raises(UserError, match="remove data.init_args.context_size"):
