@@ -2,7 +2,9 @@
 train images + the val split (held) and on collect.py's 6 validation photos x 7 evaluation degradations (val6).
 Features: kind 0 local (the first gate), 1 + whole-image means, 2 + the restorer's global change (signed brightness,
 contrast ratio, |R - x|), 3 = kind 1 + degradation descriptors (dark channel, brightness, saturation, blockiness,
-noise level; as rvar.nn.fidelity.degradation_descriptors). The fourth round ran kinds 1 and 3.
+noise level). Kind 3 is the study's first form of rvar.nn.fidelity.degradation_descriptors, not a copy: blockiness
+across columns only, noise from the padded |Laplacian| of the gate's features. The fourth round ran kinds 1 and 3.
+The feature code is the study's own (as in fit.py), kept as it ran so that it reproduces BENCHMARKS.md.
 
     python benchmarks/gate_study/fit_mix.py MIX.pt VAL6.pt
 """

@@ -5,7 +5,7 @@ The restorer (tokenizer, prior, refiner; all frozen) restores each training batc
 much of the input to pass per pixel. With ``image_stats`` (the default) the samples must be whole images (data
 ``crop_size`` 256, no ``context_size``): the restored regions go into a small buffer and each step makes several
 gate updates on random draws from it, since restoring is the costly part and the gate has a few dozen weights.
-Its loss is the mean over images of ``log(MSE)`` (minus the mean PSNR up to a constant, capped near 40 dB), so a
+Its loss is the mean over images of ``log(MSE)`` (minus the mean PSNR up to a constant, capped at ``psnr_cap``), so a
 clean or mildly degraded photo the latent path would spoil counts as much as a badly degraded one: the gate learns
 to leave alone what needs no restoring. Not part of the published RestoreVAR (its checkpoints have no gate);
 ``rvar demo`` runs it as RestoreVAR's last stage, and as the no-prior ablation's, within their budgets.
@@ -49,7 +49,7 @@ class FidelityModule(RVARModule):
         buffer_size: restored samples kept (the oldest go first): the gate's statistics of each whole image and the
             differences it blends, float16 on the CPU, about 3 MB per 256 px image.
         update_crop: side of the random crops an update sees (the whole-image statistics are computed first, so a
-            crop keeps them; 128 makes an update 4x cheaper than whole 256 px images).
+            crop keeps them; 128 px crops of 256 px images hold a quarter of the pixels).
         tile_overlap: overlap of the restore tiles in pixels (``rvar restore`` blends tiles overlapping by half a
             tile; 0 restores a 256 px image in 16 tiles instead of 49, 3x faster).
         psnr_cap: the loss counts each image's PSNR up to this many dB. It sets how much the gate protects clean
@@ -73,14 +73,14 @@ class FidelityModule(RVARModule):
                             ("buffer_size", buffer_size), ("update_crop", update_crop)):
             if value < 1:
                 raise UserError(f"FidelityModule: {name} must be at least 1, got {value}")
-        if not 10.0 <= psnr_cap <= 100.0:
-            raise UserError(f"FidelityModule: psnr_cap must be between 10 and 100 dB, got {psnr_cap}")
-        self.psnr_cap = float(psnr_cap)
         if tile_overlap < 0:
             raise UserError(f"FidelityModule: tile_overlap must be 0 or more, got {tile_overlap}")
+        if not 10.0 <= psnr_cap <= 100.0:
+            raise UserError(f"FidelityModule: psnr_cap must be between 10 and 100 dB, got {psnr_cap}")
         self.init_from, self.optimizer, self.val_max_batches = init_from, optimizer, val_max_batches
         self.updates_per_batch, self.update_batch = int(updates_per_batch), int(update_batch)
         self.buffer_size, self.tile_overlap, self.update_crop = int(buffer_size), int(tile_overlap), int(update_crop)
+        self.psnr_cap = float(psnr_cap)
         source = load_checkpoint(init_from, kinds=("restorer",))
         restorer = build_restorer(source, init_from, require_refiner=True)
         self.decoder_meta = {"decoder": source["meta"]["decoder"]} if "decoder" in (source.get("meta") or {}) else {}
@@ -144,7 +144,7 @@ class FidelityModule(RVARModule):
         crops = []
         for s, d in draw:
             y0, x0 = random.randint(0, s.shape[-2] - side), random.randint(0, s.shape[-1] - side)
-            crops.append(torch.cat([s, d])[:, y0:y0 + side, x0:x0 + side])
+            crops.append(torch.cat([t[:, y0:y0 + side, x0:x0 + side] for t in (s, d)]))
         both = torch.stack(crops).to(self.device).float()
         n = self.gate.config.features
         a, b = self.gate.gates_from(both[:, :n])

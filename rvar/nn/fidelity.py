@@ -12,10 +12,10 @@ input itself, ``a = b = 0`` the published output, ``a = 0.5, b = 0`` rvar's fixe
 are a 1x1 convolution (and optionally one hidden layer) of local statistics: ``|R - T|`` and ``|x - T|`` at two window
 sizes, the input's local detail (``|Laplacian|``) and its brightness; with ``image_stats`` also of the same maps'
 means over the whole image, the input's contrast and five degradation descriptors (dark channel, brightness,
-saturation, JPEG blockiness, noise level: :func:`degradation_descriptors`), so one decision can hold for a whole photo (a clean or JPEG
-photo: keep the input everywhere; a hazy one: trust the restorer everywhere). A few dozen to a few hundred weights,
-so a stage of a few hundred steps fits them (:class:`rvar.lit.fidelity.FidelityModule`). It starts as the fixed
-``a = 0.5, b = 0``.
+saturation, JPEG blockiness, noise level: :func:`degradation_descriptors`), so one decision can hold for a whole
+photo (a clean or JPEG photo: keep the input everywhere; a hazy one: trust the restorer everywhere). A few dozen to a
+few hundred weights, so a stage of a few hundred steps fits them (:class:`rvar.lit.fidelity.FidelityModule`). It
+starts as the fixed ``a = 0.5, b = 0``.
 
 With ``image_stats`` the gate must see whole images, not tiles: :func:`rvar.inference.restorer_fn` restores the
 tiles without it and applies it once to the blended image (``finish``).
@@ -58,7 +58,8 @@ def degradation_descriptors(x_B3HW: torch.Tensor) -> torch.Tensor:
         if not edge.any() or edge.all():  # too small to have block edges
             steps.append(torch.zeros(u.shape[0], device=u.device))
         else:
-            steps.append(torch.log((diff[..., edge].mean((1, 2, 3)) + 1e-3) / (diff[..., ~edge].mean((1, 2, 3)) + 1e-3)))
+            on, off = diff[..., edge].mean((1, 2, 3)), diff[..., ~edge].mean((1, 2, 3))
+            steps.append(torch.log((on + 1e-3) / (off + 1e-3)))
     laplacian = grey[..., :-2, 1:-1] + grey[..., 2:, 1:-1] + grey[..., 1:-1, :-2] + grey[..., 1:-1, 2:] \
         - 4 * grey[..., 1:-1, 1:-1]
     noise = torch.log(laplacian.abs().flatten(1).median(1).values + 1e-3) if laplacian.numel() else \
