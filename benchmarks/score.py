@@ -26,6 +26,8 @@ parser.add_argument("--max-images", type=int, default=None)
 parser.add_argument("--size", type=int, default=256, help="centre-crop side (0 with --real-pairs: whole images)")
 parser.add_argument("--degradations", default=EVAL_DEGRADATIONS)
 parser.add_argument("--fidelity", type=float, nargs="+", default=[0.0], help="RestoreVAR fidelity weights to try")
+parser.add_argument("--decoding", choices=("greedy", "expected"), help="the prior's decoding (default: the "
+                    "checkpoint's own)")
 parser.add_argument("--swap", action="store_true", help="also score each RestoreVAR checkpoint with another "
                     "photo's prior outputs (the quality ladder's last rung): what the refiner takes from the prior")
 parser.add_argument("--real-pairs", help="a folder of clean/NAME.png and degraded/NAME__TYPE.png (research data: "
@@ -59,7 +61,7 @@ colour_in = [float(ciede2000_per_image(s.degraded[None], s.clean[None])[0]) for 
 runs = [(p, f, False) for p in args.checkpoints for f in args.fidelity]
 runs += [(p, 0.0, True) for p in args.checkpoints] if args.swap else []
 for path, fidelity, swap in runs:
-    model = load_restoration_model(path, torch.device("cpu"), "fp32", fidelity=fidelity)
+    model = load_restoration_model(path, torch.device("cpu"), "fp32", fidelity=fidelity, decoding=args.decoding)
     gains, colours = {}, {}
     for number, sample in enumerate(samples):
         torch.manual_seed(number)
@@ -78,5 +80,5 @@ for path, fidelity, swap in runs:
     every = [g for values in gains.values() for g in values]
     per = {name: round(mean(values), 2) for name, values in gains.items()}
     dE = {name: f"{mean(a for a, _ in v):.1f}->{mean(b for _, b in v):.1f}" for name, v in colours.items()}
-    print(f"{path} (fidelity {fidelity:g}{', another photo prior' if swap else ''}): inputs {mean(inputs):.2f} dB, gain {mean(every):+.2f} dB, per degradation {per}, "
+    print(f"{path} ({args.decoding + ', ' if args.decoding else ''}fidelity {fidelity:g}{', another photo prior' if swap else ''}): inputs {mean(inputs):.2f} dB, gain {mean(every):+.2f} dB, per degradation {per}, "
           f"CIEDE2000 {dE}", flush=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, List, Mapping, Optional
 
@@ -163,9 +163,11 @@ class LoadedModel:
 
 
 def load_restoration_model(path: str, device: torch.device, precision: str = "fp32",
-                           steps: Optional[int] = None, fidelity: Optional[float] = None) -> LoadedModel:
+                           steps: Optional[int] = None, fidelity: Optional[float] = None,
+                           decoding: Optional[str] = None) -> LoadedModel:
     """Any checkpoint ``rvar restore`` accepts: a restorer (or prior-only) checkpoint, or a baseline's.
-    ``fidelity``: RestoreVAR's input-detail path (:meth:`~rvar.nn.restorer.Restorer.restore`); baselines ignore it."""
+    ``fidelity``: RestoreVAR's input-detail path (:meth:`~rvar.nn.restorer.Restorer.restore`); ``decoding``: the
+    prior's (``PriorConfig.decoding``; None: the checkpoint's); baselines ignore both."""
     from rvar.nn.checkpoints import build_restorer, load_checkpoint
 
     ckpt = load_checkpoint(path, kinds=("restorer", "prior", "baseline", "tokenizer"))
@@ -177,6 +179,8 @@ def load_restoration_model(path: str, device: torch.device, precision: str = "fp
         fn = baseline_fn(module, device, precision, steps)
         return LoadedModel(fn, getattr(module, "native_size", None), "baseline", f"baseline {module.name}", module)
     restorer = build_restorer(ckpt, str(path)).to(device)
+    if decoding is not None:
+        restorer.prior.config = replace(restorer.prior.config, decoding=decoding)
     fn = restorer_fn(restorer, device, precision, fidelity)
     what = "RestoreVAR" + ("" if restorer.refiner is not None else " (no refiner)")
     return LoadedModel(fn, restorer.image_size, ckpt["kind"], what, restorer)

@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     specs = degradation_specs(args.degradations)
     from rvar.commands.restore import check_fidelity
 
-    contenders = load_contenders(args.checkpoints, args.labels, args.steps, check_fidelity(args.fidelity))
+    contenders = load_contenders(args.checkpoints, args.labels, args.steps, check_fidelity(args.fidelity),
+                                  args.decoding)
     contenders += [input_contender()]
     ladder_models = load_ladder_models(contenders, args.ladder_from) if args.ladder else []
     restorevar = args.protocol == "restorevar"  # rvar/eval/protocol.py

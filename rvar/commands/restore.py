@@ -34,6 +34,11 @@ def add_fidelity_argument(parser: argparse.ArgumentParser) -> None:
                              "the detail the tokenizer loses on the input (input minus its round trip) is added to the "
                              "output (default 0, as published): keeps the fine texture of clean and mildly degraded "
                              "photos, and also W of fine noise or rain")
+    parser.add_argument("--decoding", choices=("greedy", "expected"), default=None,
+                        help="how RestoreVAR's prior turns each scale's token probabilities into the latent: greedy "
+                             "(the most likely token, as published) or expected (the codebook averaged over the "
+                             "probabilities, the better guess of an unsure prior). Default: the checkpoint's own "
+                             "(`rvar demo` trains with expected); baselines ignore it")
 
 
 def check_fidelity(value: Optional[float]) -> Optional[float]:
@@ -49,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     model = load_restoration_model(args.ckpt, device, precision, steps=args.steps,
-                                   fidelity=check_fidelity(args.fidelity))
+                                   fidelity=check_fidelity(args.fidelity), decoding=args.decoding)
     result = run_over_images(model, plan, args.batch_size, args.size_policy)
     return finish(result, args.output, f"restored ({model.description}, {precision})")

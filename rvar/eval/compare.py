@@ -50,14 +50,15 @@ def _labels(paths: Sequence[str], given: Optional[str]) -> List[str]:
 
 
 def load_contenders(paths: Sequence[str], labels: Optional[str], steps: Optional[int],
-                    fidelity: Optional[float] = None) -> List[Contender]:
+                    fidelity: Optional[float] = None, decoding: Optional[str] = None) -> List[Contender]:
     """Load every checkpoint first, so a bad one fails before anything is written."""
     from rvar.inference import load_restoration_model
     from rvar.nn import count_parameters
 
     out = []
     for label, path in zip(_labels(paths, labels), paths):
-        model = load_restoration_model(path, torch.device("cpu"), "fp32", steps=steps, fidelity=fidelity)
+        model = load_restoration_model(path, torch.device("cpu"), "fp32", steps=steps, fidelity=fidelity,
+                                       decoding=decoding)
         module = model.module
         if model.kind == "baseline":
             own = int(getattr(module, "sampling_steps", 1))

@@ -6,7 +6,7 @@ against the clean image, every image going through the same any-size path as ``r
 1. ``VQ round trip (clean)``: the tokenizer's quantised reconstruction of the clean image, the ceiling of the
    prior's tokens;
 2. ``continuous round trip (clean)``: ``decode(quant_conv(encoder(clean)))``, the ceiling of the refiner's path;
-3. ``prior only``: the decoded greedy sample of the prior;
+3. ``prior only``: the decoded sample of the prior (greedy or expected codewords, ``PriorConfig.decoding``);
 4. ``+ refiner``: the refined continuous latent, decoded; ``+ refiner + fine-tuned decoder`` when the checkpoint's
    decoder was fine-tuned on continuous latents (its full output).
 5. ``full, another photo's prior``: the full output when every tile's refiner gets the prior's outputs (tokens

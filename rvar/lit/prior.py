@@ -3,7 +3,7 @@
 Paper: RestoreVAR (Rajagopalan, Narayan, Patel; arXiv 2505.18047), section 3.2; reference code
 sudraj2002/RestoreVAR ``trainer.py``. Teacher forcing over all scales: the frozen tokenizer gives the clean
 image's multi-scale indices and the degraded image's condition latent; the prior is trained with
-cross-entropy on every token. Validation restores greedily (KV-cached next-scale sampling) and decodes.
+cross-entropy on every token. Validation restores (KV-cached next-scale sampling, ``PriorConfig.decoding``) and decodes.
 
 Shapes: B batch, L tokens of all scales, V vocabulary, S condition tokens, Cv latent channels.
 """
@@ -43,6 +43,9 @@ class PriorModule(RVARModule):
             pre-training does; the shipped CPU prior is pre-trained so (``rvar/demo/asset.py``). 0: never.
         optimization: parameter groups, learning-rate rule and schedule (:class:`~rvar.lit.optim.OptimizationConfig`);
             None: rvar's recipe (one group, constant rate). ``experiments/restorevar.yaml`` sets the published one.
+        decoding: how the prior's samples are decoded (``PriorConfig.decoding``: ``greedy``, RestoreVAR's, or
+            ``expected``), in validation and in the checkpoint, which the refiner stage and ``rvar restore``
+            follow; None: ``prior.decoding`` or the ``init_from`` checkpoint's. Training is the same either way.
 
     The loss is the mean cross-entropy over all B x L tokens (the reference's per-token weights 1/L summed over
     the tokens, then averaged over the batch, are the same mean).
@@ -52,7 +55,7 @@ class PriorModule(RVARModule):
                  init_from: Optional[str] = None, label_smoothing: float = 0.0,
                  optimizer: OptimizerCallable = restorevar_adamw, val_max_batches: Optional[int] = 4,
                  grid_images: int = 4, gradient_checkpointing: bool = False, condition_dropout: float = 0.0,
-                 optimization: Optional[OptimizationConfig] = None) -> None:
+                 optimization: Optional[OptimizationConfig] = None, decoding: Optional[str] = None) -> None:
         super().__init__(grid_images)
         prior = PriorConfig(**prior) if isinstance(prior, dict) else prior
         optimization = OptimizationConfig(**optimization) if isinstance(optimization, dict) else optimization
@@ -74,6 +77,8 @@ class PriorModule(RVARModule):
         if prior is None and init is None:
             raise UserError("PriorModule: give `prior` (sizes) or `init_from` (a prior checkpoint)")
         sizes = prior.to_dict() if prior is not None else model_description(init, init_from)["init_args"]["prior"]
+        if decoding is not None:
+            sizes = {**sizes, "decoding": decoding}
         self.prior = RestoreVARPrior(PriorConfig.for_tokenizer(self.tokenizer.config, source, **sizes))
         if init is not None:
             load_strict(self.prior, sub_state_dict(init["state_dict"], "prior."), init_from)
@@ -107,7 +112,7 @@ class PriorModule(RVARModule):
 
     @torch.no_grad()
     def _restore_and_log(self, batch: Dict[str, Any], cond_BSCv: torch.Tensor, stage: str, batch_idx: int) -> None:
-        out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy
+        out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy or expected (config.decoding)
         restored01 = to_unit(self.tokenizer.decode(out.f_hat.float()))
         self.log_restoration(stage, restored01, batch["clean"], list(batch["degradation"]))
         if batch_idx == 0:

@@ -1,4 +1,4 @@
-"""``RefinerModule``: train RestoreVAR's latent refiner on the frozen prior's greedy restorations.
+"""``RefinerModule``: train RestoreVAR's latent refiner on the frozen prior's restorations.
 
 Paper: RestoreVAR (Rajagopalan, Narayan, Patel; arXiv 2505.18047), section 3.3; reference code
 sudraj2002/RestoreVAR ``models/vae_refiner_rope.py``. The tokenizer and the prior are frozen: the prior
@@ -9,6 +9,7 @@ Shapes: B batch, N latent tokens (h*w), M prior tokens (L), Cv latent channels, 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Dict, Optional
 
 import torch
@@ -57,6 +58,8 @@ class RefinerModule(RVARModule):
             (deterministic, rvar's recipe). Validation always samples in eval mode.
         optimization: parameter groups, learning-rate rule and schedule (:class:`~rvar.lit.optim.OptimizationConfig`);
             None: rvar's recipe. ``experiments/refiner.yaml`` sets the published one.
+        prior_decoding: decode the frozen prior's samples this way (``PriorConfig.decoding``), here and in the
+            restorer checkpoint; None: as the prior checkpoint says.
     """
 
     def __init__(self, prior_ckpt: str, refiner_dim: int = 384, refiner_depth: int = 12, refiner_heads: int = 6,
@@ -66,7 +69,7 @@ class RefinerModule(RVARModule):
                  gradient_checkpointing: bool = False, pixel_weight: float = 0.0,
                  whole_image_context: bool = False, prior_inputs: bool = True,
                  prior_drop_path_rate: Optional[float] = None,
-                 optimization: Optional[OptimizationConfig] = None) -> None:
+                 optimization: Optional[OptimizationConfig] = None, prior_decoding: Optional[str] = None) -> None:
         super().__init__(grid_images)
         optimization = OptimizationConfig(**optimization) if isinstance(optimization, dict) else optimization
         self.save_hyperparameters(ignore=["optimizer"])
@@ -78,6 +81,8 @@ class RefinerModule(RVARModule):
         # 1. frozen tokenizer and prior
         restorer = build_restorer(load_checkpoint(prior_ckpt, kinds=("prior", "restorer")), prior_ckpt)
         self.tokenizer, self.prior = restorer.tokenizer, restorer.prior
+        if prior_decoding is not None:
+            self.prior.config = replace(self.prior.config, decoding=prior_decoding)  # validated by PriorConfig
         self.freeze_submodule("tokenizer")
         self.freeze_submodule("prior")
         self.prior_drop_path_rate = prior_drop_path_rate
@@ -106,7 +111,7 @@ class RefinerModule(RVARModule):
             live_drop_path = self.training and self.prior_drop_path_rate is not None
             self.prior.train(live_drop_path)  # the reference's rollout: prior in train mode, stochastic depth live
             try:
-                out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy
+                out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy or expected (config.decoding)
             finally:
                 self.prior.eval()
         target_BChw = self.tokenizer.encode_continuous(to_signed(batch["clean"]))

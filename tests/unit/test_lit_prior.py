@@ -107,3 +107,30 @@ def test_crop_size_must_be_the_tokenizer_image_size(tokenizer_ckpt, crop, mode, 
 def test_prior_needs_sizes_or_init(tokenizer_ckpt):
     with pytest.raises(UserError, match="prior"):
         PriorModule(tokenizer_ckpt)
+
+
+def test_decoding_travels_from_the_prior_stage_to_the_restorer(tokenizer_ckpt, tmp_path):
+    """``PriorModule(decoding=...)`` is written into the prior checkpoint; the refiner stage and the restorer it
+    exports follow it unless ``RefinerModule(prior_decoding=...)`` says otherwise."""
+    from rvar.lit import RefinerModule
+    from rvar.nn.checkpoints import build_restorer, load_checkpoint
+
+    module = PriorModule(tokenizer_ckpt, PriorConfig.tiny(), decoding="expected")
+    assert module.prior.config.decoding == "expected"
+    path = save_checkpoint(tmp_path / "prior.ckpt", _restorer_of(module))
+    kw = dict(refiner_dim=32, refiner_depth=1, refiner_heads=2, refiner_mlp_dim=32)
+    follows = RefinerModule(str(path), **kw)
+    assert follows.prior.config.decoding == "expected"
+    told = RefinerModule(str(path), prior_decoding="greedy", **kw)
+    assert told.prior.config.decoding == "greedy"
+    restorer = build_restorer(load_checkpoint(save_checkpoint(tmp_path / "r.ckpt", _restorer_of(told, refiner=True))),
+                              "r.ckpt")
+    assert restorer.prior.config.decoding == "greedy"
+    with pytest.raises(UserError, match="prior decoding 'mode' is not one of"):
+        RefinerModule(str(path), prior_decoding="mode", **kw)
+
+
+def _restorer_of(module, refiner: bool = False):
+    from rvar.nn.restorer import Restorer
+
+    return Restorer.from_networks(module.tokenizer, module.prior, module.refiner if refiner else None)

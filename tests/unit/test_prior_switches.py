@@ -87,3 +87,44 @@ def test_the_full_restorer_does_read_the_prior(vae):
 def test_ablation_needs_the_degraded_residual():
     with pytest.raises(ValueError, match="residual_from_degraded"):
         RefinerConfig.for_prior(PriorConfig.tiny(), reads_prior=False)
+
+
+# ---- expected decoding (PriorConfig.decoding) ------------------------------------------------------------------
+def test_decoding_is_greedy_by_default_and_not_in_the_tensors():
+    greedy, expected = _prior(), _prior(decoding="expected")
+    assert PriorConfig.d16_512().decoding == "greedy" and greedy.config.decoding == "greedy"
+    assert set(greedy.state_dict()) == set(expected.state_dict())  # a checkpoint decodes either way
+    from rvar.errors import UserError
+    with pytest.raises(UserError, match="'mean' is not one of greedy, expected"):
+        PriorConfig(decoding="mean")
+
+
+def test_expected_decoding_adds_the_probability_weighted_codebook(vae):
+    """With a flat head every token is equally likely: each scale adds the codebook's mean, not any one code."""
+    prior = _prior(aligned_condition=True, decoding="expected").eval()
+    with torch.no_grad():
+        prior.head.weight.zero_()
+        prior.head.bias.zero_()
+    q = vae.quantize
+    cond = vae.encode_condition(torch.rand(2, 3, 64, 64) * 2 - 1)
+    out = prior.sample(cond, q)
+    mean_C = q.embedding.weight.mean(0)
+    f_hat = torch.zeros_like(out.f_hat)
+    for si, pn in enumerate(prior.patch_nums):
+        f_hat, _ = q.next_autoregressive_input(si, f_hat, mean_C.view(1, -1, 1, 1).expand(2, -1, pn, pn))
+    assert torch.allclose(out.f_hat, f_hat, atol=1e-5)
+    prior.config = PriorConfig(**{**prior.config.to_dict(), "decoding": "greedy"})  # argmax of a flat head: code 0
+    assert not torch.allclose(prior.sample(cond, q).f_hat, f_hat, atol=1e-3)
+
+
+def test_expected_decoding_of_a_sure_prior_is_the_greedy_one(vae):
+    prior = _prior(aligned_condition=True, condition_gain_init=0.5).eval()
+    with torch.no_grad():
+        prior.head.weight.mul_(1e9)  # every distribution one-hot at its argmax
+    cond = vae.encode_condition(torch.rand(2, 3, 64, 64) * 2 - 1)
+    greedy = prior.sample(cond, vae.quantize)
+    prior.config = PriorConfig(**{**prior.config.to_dict(), "decoding": "expected"})
+    expected = prior.sample(cond, vae.quantize)
+    assert torch.allclose(expected.f_hat, greedy.f_hat, atol=1e-4)
+    for a, b in zip(expected.indices, greedy.indices, strict=True):
+        assert torch.equal(a, b)  # the chosen tokens are still reported

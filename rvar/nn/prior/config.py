@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, Optional, Tuple
 
 from rvar.errors import UserError
+from rvar.nn.prior.sampling import DECODINGS
 from rvar.nn.tokenizer.config import TokenizerConfig
 
 GEOMETRY = ("patch_nums", "vocab_size", "z_channels")  # the token geometry, owned by the tokenizer
@@ -34,6 +35,12 @@ class PriorConfig:
             own position besides the cross-attention. Off in RestoreVAR (cross-attention only), whose d16 prior
             was pre-trained on ImageNet for weeks; a tiny prior trained for CPU minutes learns a position-aligned
             input far sooner than to look up its position through attention.
+        decoding: how :meth:`~rvar.nn.prior.RestoreVARPrior.sample` turns each scale's logits into the codewords it
+            adds to the latent and feeds to the next scale. ``"greedy"`` (RestoreVAR): the most likely token's
+            codeword. ``"expected"``: the codebook averaged over the predicted probabilities
+            (:func:`~rvar.nn.prior.sampling.expected_codewords`), so an unsure prior adds the mean of its candidates
+            rather than one of them at full strength. Not stored in tensors: a checkpoint's prior can be decoded
+            either way (``PriorModule(decoding=...)``, ``RefinerModule(prior_decoding=...)``).
     """
 
     depth: int = 16
@@ -52,8 +59,11 @@ class PriorConfig:
     drop_path_rate: float = 0.0
     condition_gain_init: float = 0.0
     aligned_condition: bool = False
+    decoding: str = "greedy"
 
     def __post_init__(self) -> None:
+        if self.decoding not in DECODINGS:
+            raise UserError(f"prior decoding {self.decoding!r} is not one of {', '.join(DECODINGS)}")
         self.patch_nums = None if self.patch_nums is None else tuple(int(p) for p in self.patch_nums)
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")

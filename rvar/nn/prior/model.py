@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from rvar.nn.prior.attention import CrossAttention, SelfAttention, rope_angles_2d
 from rvar.nn.prior.config import PriorConfig
-from rvar.nn.prior.sampling import sample_tokens
+from rvar.nn.prior.sampling import expected_codewords, sample_tokens
 from rvar.nn.tokenizer.quantizer import MultiScaleQuantizer
 
 
@@ -219,12 +219,17 @@ class RestoreVARPrior(nn.Module):
                use_cache: bool = True) -> SampleOutput:
         """Generate all scales, coarse to fine; greedy (argmax) unless top_k/top_p/temperature say otherwise.
 
+        With ``config.decoding == "expected"`` each scale adds the expected codeword under the (filtered, tempered)
+        probabilities instead of the chosen token's (``indices`` still report the chosen tokens); a ``generator``
+        (random sampling asked for) keeps the sampled tokens' codewords.
+
         Args:
             cond_BSCv: the degraded image's latent, ``VQVAE.encode_condition(degraded)``.
             quantizer: the tokenizer's quantiser (codebook and phi layers).
             use_cache: one pass per scale with a KV cache; ``False`` recomputes the prefix (for benchmarks).
         """
         B = cond_BSCv.shape[0]
+        expected = self.config.decoding == "expected" and generator is None
         sos, cond_BSC = self._embed_condition(cond_BSCv)
         lvl_pos = self.lvl_embed(self.lvl_1L)  # (1, L, C)
         aligned_BLC = self._aligned_condition(cond_BSCv)
@@ -245,9 +250,16 @@ class RestoreVARPrior(nn.Module):
                     mask = self.attn_bias_for_masking[:, :, :end, :end]
                     h_BlC = self._run_blocks(torch.cat(prefix, 1), cond_BSC, mask, 0, end)[:, start:end]
                 hidden.append(h_BlC)
-                idx_Bl = sample_tokens(self.logits(h_BlC), top_k, top_p, temperature, generator)
+                logits_BlV = self.logits(h_BlC)
+                idx_Bl = sample_tokens(logits_BlV, top_k, top_p, temperature, generator)
                 indices.append(idx_Bl)
-                f_hat, next_map = quantizer.next_autoregressive_input(si, f_hat, quantizer.lookup(idx_Bl, pn))
+                if expected:
+                    code_BlC = expected_codewords(logits_BlV, quantizer.embedding.weight, top_k, top_p,
+                                                  temperature)
+                    code_map = code_BlC.transpose(1, 2).reshape(B, quantizer.Cvae, pn, pn)
+                else:
+                    code_map = quantizer.lookup(idx_Bl, pn)
+                f_hat, next_map = quantizer.next_autoregressive_input(si, f_hat, code_map)
                 if si + 1 < len(self.patch_nums):
                     nstart, nend = self.begin_ends[si + 1]
                     next_BlCv = next_map.flatten(2).transpose(1, 2).to(self.dtype)
