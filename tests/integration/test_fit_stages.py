@@ -142,13 +142,30 @@ def test_fidelity_fit_trains_only_the_gate_and_exports_a_gated_restorer(rvar_dat
     assert checkpoint_entries(decoder_stage)["model"]["init_args"]["gate"]["hidden"] == 0
 
 
+def test_fidelity_stage_restores_in_bf16_to_the_fp32_result(tmp_path):
+    """``restore_precision="bf16"``: the frozen restorer runs under bf16 autocast (faster where the CPU has bf16),
+    and hands the gate fp32 tensors close to the fp32 restoration."""
+    from rvar.eval.metrics import psnr_per_image
+    from rvar.lit import FidelityModule
+
+    source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
+    g = torch.Generator().manual_seed(0)
+    batch = {"degraded": torch.rand(2, 3, 96, 96, generator=g)}
+    out = {p: FidelityModule(str(source), restore_precision=p).restore(batch) for p in ("fp32", "bf16")}
+    for full, half in zip(out["fp32"], out["bf16"], strict=True):
+        assert half.dtype == torch.float32 and half.shape == full.shape
+        assert float(psnr_per_image((half[None, 0] + 1) / 2, (full[None, 0] + 1) / 2)[0]) > 30
+    assert not torch.equal(out["fp32"][1], out["bf16"][1])  # bf16 did run
+
+
 def test_fidelity_fit_refuses_tiles_with_context_and_bad_sizes(rvar_data_home, tmp_path):
     """The stage tiles whole images itself: data that already comes as tiles with context is a one-line error."""
     from rvar.errors import UserError
     from rvar.lit import FidelityModule
 
     source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
-    for bad in ({"update_batch": 0}, {"buffer_size": 0}, {"update_crop": 0}, {"tile_overlap": -1}, {"psnr_cap": 5}):
+    for bad in ({"update_batch": 0}, {"buffer_size": 0}, {"update_crop": 0}, {"tile_overlap": -1}, {"psnr_cap": 5},
+                {"restore_precision": "fp16"}):
         with pytest.raises(UserError, match=next(iter(bad))):
             FidelityModule(str(source), **bad)
     with pytest.raises(UserError, match="remove data.init_args.context_size"):
