@@ -98,7 +98,10 @@ def targets(rows: List[Dict[str, str]], ladder: List[Dict[str, str]]) -> List[tu
     rung = {(r["stage"], r["degradation"]): _float(r["psnr"]) for r in ladder if r["label"] == ours}
     if ("prior only", "overall") in rung:  # against the inputs of the ladder's own photos
         gain = rung[("prior only", "overall")] - rung.get(("degraded input", "overall"), base)
-        out.append(("prior alone over the inputs >= +1 dB", f"{gain:+.2f} dB", gain >= 1))
+        n = next((r.get("images") for r in ladder if r["label"] == ours and r["stage"] == "prior only"
+                  and r["degradation"] == "overall"), None)
+        where = f" (on the ladder's {n} images)" if n else " (on the ladder's images)"
+        out.append(("prior alone over the inputs >= +1 dB", f"{gain:+.2f} dB{where}", gain >= 1))
     full = rung.get(("+ refiner + fine-tuned decoder", "overall"), rung.get(("+ refiner", "overall")))
     if ("full, another photo's prior", "overall") in rung and full is not None:
         cost = full - rung[("full, another photo's prior", "overall")]

@@ -58,8 +58,8 @@ class FidelityModule(RVARModule):
             losing 0.6-0.9; 30 gave +2.5 with blur losing 1.1 (BENCHMARKS.md).
         restore_precision: precision of the frozen restorer's restorations (``rvar restore --precision``: fp32,
             bf16 or auto, bf16 where the device has it natively). The gate trains in fp32 either way. On a CPU with
-            native bf16 the restorations take 2.2x less time and match fp32's to 57 dB (BENCHMARKS.md), so the
-            stage's seconds restore twice the images.
+            native bf16 the restorations take 2.4x less time and match fp32's to 57 dB
+            (``benchmarks/restore_precision.py``), so the stage's seconds restore more images.
         optimizer: default :func:`gate_adamw` (AdamW lr 1e-2, no weight decay).
         val_max_batches: validation batches restored (None: all).
         grid_images: samples in the degraded | restorer | gated | clean grid per validation epoch.
@@ -88,7 +88,8 @@ class FidelityModule(RVARModule):
         from rvar.inference import PRECISIONS
 
         if restore_precision not in PRECISIONS:
-            raise UserError(f"FidelityModule: restore_precision {restore_precision!r} is not one of {', '.join(PRECISIONS)}")
+            raise UserError(f"FidelityModule: restore_precision {restore_precision!r} is not one of "
+                            f"{', '.join(PRECISIONS)}")
         self.restore_precision = restore_precision
         source = load_checkpoint(init_from, kinds=("restorer",))
         restorer = build_restorer(source, init_from, require_refiner=True)
