@@ -18,6 +18,7 @@ from rvar.eval.compare import load_samples
 from rvar.demo.runner import EVAL_DEGRADATIONS
 from rvar.inference import apply_any_size, load_restoration_model
 from rvar.eval.metrics import ciede2000_per_image, mean, psnr_per_image
+from rvar.nn.prior.sampling import DECODINGS
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("checkpoints", nargs="+")
@@ -26,7 +27,7 @@ parser.add_argument("--max-images", type=int, default=None)
 parser.add_argument("--size", type=int, default=256, help="centre-crop side (0 with --real-pairs: whole images)")
 parser.add_argument("--degradations", default=EVAL_DEGRADATIONS)
 parser.add_argument("--fidelity", type=float, nargs="+", default=[0.0], help="RestoreVAR fidelity weights to try")
-parser.add_argument("--decoding", choices=("greedy", "expected"), help="the prior's decoding (default: the "
+parser.add_argument("--decoding", choices=DECODINGS, help="the prior's decoding (default: the "
                     "checkpoint's own)")
 parser.add_argument("--swap", action="store_true", help="also score each RestoreVAR checkpoint with another "
                     "photo's prior outputs (the quality ladder's last rung): what the refiner takes from the prior")

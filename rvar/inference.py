@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, List, Mapping, Optional
 
@@ -180,7 +180,7 @@ def load_restoration_model(path: str, device: torch.device, precision: str = "fp
         return LoadedModel(fn, getattr(module, "native_size", None), "baseline", f"baseline {module.name}", module)
     restorer = build_restorer(ckpt, str(path)).to(device)
     if decoding is not None:
-        restorer.prior.config = replace(restorer.prior.config, decoding=decoding)
+        restorer.prior.set_decoding(decoding)
     fn = restorer_fn(restorer, device, precision, fidelity)
     what = "RestoreVAR" + ("" if restorer.refiner is not None else " (no refiner)")
     return LoadedModel(fn, restorer.image_size, ckpt["kind"], what, restorer)

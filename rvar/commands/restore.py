@@ -8,8 +8,8 @@ from rvar.commands._batch import add_common_arguments, finish, plan_outputs, run
 from rvar.inference import load_restoration_model, resolve_device, resolve_precision
 
 HELP = "restore images (files or folders) with a restorer or baseline checkpoint"
-DESCRIPTION = """Restore each image with the checkpoint's model: RestoreVAR (tokenizer -> prior, greedy with a KV
-cache -> refiner -> decoder) or a baseline (LDM, NAFNet). Outputs keep the input's file name, size and mode
+DESCRIPTION = """Restore each image with the checkpoint's model: RestoreVAR (tokenizer -> prior with a KV cache,
+greedy or expected codewords (--decoding) -> refiner -> decoder) or a baseline (LDM, NAFNet). Outputs keep the input's file name, size and mode
 (grey stays grey, RGBA keeps its alpha); folders keep their layout. Images at the model's native size are
 processed as is; others follow --size-policy. An unreadable input is reported and skipped (exit status 1).
 
@@ -34,7 +34,9 @@ def add_fidelity_argument(parser: argparse.ArgumentParser) -> None:
                              "the detail the tokenizer loses on the input (input minus its round trip) is added to the "
                              "output (default 0, as published): keeps the fine texture of clean and mildly degraded "
                              "photos, and also W of fine noise or rain")
-    parser.add_argument("--decoding", choices=("greedy", "expected"), default=None,
+    from rvar.nn.prior.sampling import DECODINGS
+
+    parser.add_argument("--decoding", choices=DECODINGS, default=None,
                         help="how RestoreVAR's prior turns each scale's token probabilities into the latent: greedy "
                              "(the most likely token, as published) or expected (the codebook averaged over the "
                              "probabilities, the better guess of an unsure prior). Default: the checkpoint's own "

@@ -3,7 +3,8 @@
 Paper: RestoreVAR (Rajagopalan, Narayan, Patel; arXiv 2505.18047), section 3.2; reference code
 sudraj2002/RestoreVAR ``trainer.py``. Teacher forcing over all scales: the frozen tokenizer gives the clean
 image's multi-scale indices and the degraded image's condition latent; the prior is trained with
-cross-entropy on every token. Validation restores (KV-cached next-scale sampling, ``PriorConfig.decoding``) and decodes.
+cross-entropy on every token. Validation restores (KV-cached next-scale sampling, ``PriorConfig.decoding``) and
+decodes.
 
 Shapes: B batch, L tokens of all scales, V vocabulary, S condition tokens, Cv latent channels.
 """

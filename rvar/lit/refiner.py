@@ -2,14 +2,14 @@
 
 Paper: RestoreVAR (Rajagopalan, Narayan, Patel; arXiv 2505.18047), section 3.3; reference code
 sudraj2002/RestoreVAR ``models/vae_refiner_rope.py``. The tokenizer and the prior are frozen: the prior
-samples the quantised latent f_hat of the degraded image (greedy, no gradient) and the refiner learns, with
+samples the quantised latent f_hat of the degraded image (greedy as published, or expected codewords; no
+gradient) and the refiner learns, with
 an L1 loss, to move it to the clean image's continuous latent ``quant_conv(encoder(clean))``.
 
 Shapes: B batch, N latent tokens (h*w), M prior tokens (L), Cv latent channels, h/w latent side.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Dict, Optional
 
 import torch
@@ -69,7 +69,8 @@ class RefinerModule(RVARModule):
                  gradient_checkpointing: bool = False, pixel_weight: float = 0.0,
                  whole_image_context: bool = False, prior_inputs: bool = True,
                  prior_drop_path_rate: Optional[float] = None,
-                 optimization: Optional[OptimizationConfig] = None, prior_decoding: Optional[str] = None) -> None:
+                 optimization: Optional[OptimizationConfig] = None,
+                 prior_decoding: Optional[str] = None) -> None:
         super().__init__(grid_images)
         optimization = OptimizationConfig(**optimization) if isinstance(optimization, dict) else optimization
         self.save_hyperparameters(ignore=["optimizer"])
@@ -82,7 +83,7 @@ class RefinerModule(RVARModule):
         restorer = build_restorer(load_checkpoint(prior_ckpt, kinds=("prior", "restorer")), prior_ckpt)
         self.tokenizer, self.prior = restorer.tokenizer, restorer.prior
         if prior_decoding is not None:
-            self.prior.config = replace(self.prior.config, decoding=prior_decoding)  # validated by PriorConfig
+            self.prior.set_decoding(prior_decoding)
         self.freeze_submodule("tokenizer")
         self.freeze_submodule("prior")
         self.prior_drop_path_rate = prior_drop_path_rate

@@ -131,6 +131,10 @@ class RestoreVARPrior(nn.Module):
         for block, p in zip(self.blocks, torch.linspace(0, rate, len(self.blocks)).tolist()):
             block.drop_path = DropPath(p) if p > 0 else nn.Identity()
 
+    def set_decoding(self, decoding: str) -> None:
+        """Decode :meth:`sample` ``"greedy"`` or ``"expected"`` (``PriorConfig.decoding``); no parameters change."""
+        self.config = replace(self.config, decoding=decoding)  # PriorConfig validates it
+
     # ---- initialisation ------------------------------------------------------------------------------
     def init_weights(self) -> None:
         """VAR-style init: truncated normal sqrt(1/3C), residual projections scaled by depth, condition gains at
