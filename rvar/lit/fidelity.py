@@ -43,7 +43,8 @@ class FidelityModule(RVARModule):
     Args:
         init_from: a ``restorer`` checkpoint (with a refiner); its networks stay frozen.
         gate: the gate's sizes (:class:`~rvar.nn.fidelity.FidelityConfig`); None: the defaults, with whole-image
-            statistics.
+            statistics, standardised. A standardising gate makes no update until the buffer holds ``update_batch``
+            images; their statistics set its standardisation, once.
         updates_per_batch: gate updates per restored batch.
         update_batch: images per gate update, drawn from the buffer of restored samples.
         buffer_size: restored samples kept (the oldest go first): the gate's statistics of each whole image and the
@@ -97,7 +98,7 @@ class FidelityModule(RVARModule):
         self.tokenizer, self.prior, self.refiner = restorer.tokenizer, restorer.prior, restorer.refiner
         for name in ("tokenizer", "prior", "refiner"):
             self.freeze_submodule(name)
-        self.gate = FidelityGate(gate or FidelityConfig(image_stats=True))
+        self.gate = FidelityGate(gate or FidelityConfig(image_stats=True, standardise=True))
         self.buffer: List[Sample] = []
         self.automatic_optimization = False  # several gate updates per restored batch
         self.native_crops_only = False  # whole images of any size, restored tile by tile
@@ -139,6 +140,10 @@ class FidelityModule(RVARModule):
         for s, d in zip(stats, diffs):
             self.buffer.append((s.to("cpu", torch.float16), d.to("cpu", torch.float16)))
         del self.buffer[:max(len(self.buffer) - self.buffer_size, 0)]
+        if self.gate.config.standardise and not self.standardised():
+            if len(self.buffer) < min(self.update_batch, self.buffer_size):
+                return None  # no updates until the statistics of update_batch images set the standardisation
+            self.gate.set_standardisation(torch.stack([s for s, _ in self.buffer]).to(self.device))
         opt = self.optimizers()
         for _ in range(self.updates_per_batch):
             loss = self.loss_on(random.sample(self.buffer, min(self.update_batch, len(self.buffer))))
@@ -147,6 +152,12 @@ class FidelityModule(RVARModule):
             opt.step()
         self.log_metric("loss", loss.detach(), x.shape[0], "train", prog_bar=True)
         return loss.detach()
+
+    def standardised(self) -> bool:
+        """Whether the gate's standardisation is set (a fresh gate's is the identity: mean 0, spread 1 exactly,
+        which statistics of real images never give; a resumed stage keeps the one it set)."""
+        g = self.gate
+        return not (bool((g.feature_mean == 0).all()) and bool((g.feature_std == 1).all()))
 
     def loss_on(self, draw: List[Sample]) -> torch.Tensor:
         """:meth:`loss` of the gated output on random ``update_crop`` crops of buffered samples (the statistics

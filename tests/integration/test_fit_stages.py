@@ -106,9 +106,15 @@ def test_fidelity_fit_trains_only_the_gate_and_exports_a_gated_restorer(rvar_dat
     assert module.gate.config.image_stats  # the stage's default gate reads whole-image statistics
     before = {k: v.clone() for k, v in module.state_dict().items()}
     # whole 96 px images, restored in 64 px tiles as `rvar restore` restores them (96 is not a tile multiple)
-    trainer = fit(module, rvar_data_home, tmp_path, steps=4, crop_size=96)  # 2 batches, then validation
+    trainer = fit(module, rvar_data_home, tmp_path, steps=2, crop_size=96)  # 2 batches, then validation
     assert len(module.buffer) == 3  # the newest 3 of 4: each the gate's statistics and the differences it blends
     features = module.gate.config.features
+    # the default gate standardises its statistics: set once, when the buffer first held update_batch (3) images,
+    # from those images (the newest 3 of 4, the buffer now), before the first update
+    assert module.gate.config.standardise and module.standardised()
+    buffered = torch.stack([s for s, _ in module.buffer]).float().transpose(0, 1).flatten(1)
+    assert torch.allclose(module.gate.feature_mean.flatten(), buffered.mean(1), atol=1e-3)
+    assert torch.allclose(module.gate.feature_std.flatten(), buffered.std(1).clamp_min(1e-3), rtol=1e-3, atol=1e-4)
     assert all(s.dtype == d.dtype == torch.float16 and s.shape == (features, 96, 96) and d.shape == (9, 96, 96)
                for s, d in module.buffer)
     # an update on buffered statistics is the loss of the gate applied to the images themselves
@@ -127,7 +133,8 @@ def test_fidelity_fit_trains_only_the_gate_and_exports_a_gated_restorer(rvar_dat
     after = module.state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"gate"}, changed
-    assert trainer.global_step == 4 and trainer.fit_loop.epoch_loop.batch_progress.total.completed == 2
+    # 2 batches; the first only filled the buffer (2 images < update_batch), the second made 2 updates
+    assert trainer.global_step == 2 and trainer.fit_loop.epoch_loop.batch_progress.total.completed == 2
     ckpt = load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",))
     assert ckpt["meta"]["stage"] == "fidelity" and ckpt["model"]["init_args"]["gate"]["hidden"] == 0
     assert ckpt["model"]["init_args"]["gate"]["image_stats"] is True

@@ -55,7 +55,7 @@ def test_a_restorer_with_a_gate_saves_loads_and_uses_it(tmp_path):
     path = save_checkpoint(tmp_path / "gated.ckpt", gated)
     ckpt = load_checkpoint(path, kinds=("restorer",))
     assert ckpt["model"]["init_args"]["gate"] == {"hidden": 4, "small_window": 3, "large_window": 15,
-                                                  "image_stats": False}
+                                                  "image_stats": False, "standardise": False}
     loaded = build_restorer(ckpt, str(path)).eval()
     assert "gate" not in plain.init_args()  # files without a gate keep their old description
     x = torch.rand(1, 3, plain.image_size, plain.image_size) * 2 - 1
@@ -82,7 +82,9 @@ def test_whole_image_statistics_are_the_same_at_every_pixel_and_old_descriptions
     assert torch.equal(extra, extra[:, :, :1, :1].expand_as(extra))  # one value per image and feature
     assert not torch.allclose(extra[0], extra[1])  # ... that differs between images
     # a checkpoint written before image_stats existed describes its gate without it: local statistics only
-    assert FidelityConfig(**{"hidden": 0, "small_window": 3, "large_window": 15}).image_stats is False
+    old = FidelityConfig(**{"hidden": 0, "small_window": 3, "large_window": 15})
+    assert old.image_stats is False and old.standardise is False  # and before standardise: raw statistics
+    assert "feature_mean" not in FidelityGate(old).state_dict()
 
 
 def test_a_whole_image_gate_decides_once_per_photo_however_it_is_tiled():
@@ -114,3 +116,49 @@ def test_a_whole_image_gate_decides_once_per_photo_however_it_is_tiled():
     assert resized.shape == img.shape and resized.min() >= 0 and resized.max() <= 1
     per_tile = gated.restore(to_signed(img[None, :, :side, :side]))  # a single tile still restores alone
     assert per_tile.image.shape == (1, 3, side, side)
+
+
+def test_a_standardising_gate_reads_each_feature_in_its_own_units():
+    """``standardise``: each statistic is shifted and scaled by the mean and spread of the images the stage set it
+    from, so a feature far from zero (a log-mean near -3) no longer saturates the gate; until then it is the raw
+    gate; a gate without it refuses the call."""
+    x, restored, round_trip = _images(4)
+    config = FidelityConfig(image_stats=True, standardise=True)
+    gate, raw = FidelityGate(config), FidelityGate(FidelityConfig(image_stats=True))
+    k = 2  # log-mean of |x - T| in the small window: about log(0.5) on these random images, far from 0 in its spread
+    for g in (gate, raw):
+        with torch.no_grad():
+            g.net[0].weight.zero_()
+            g.net[0].weight[0, k] = 4.0
+            g.net[0].bias.zero_()
+    stats = gate.statistics(x, restored, round_trip)
+    assert torch.equal(gate.gates_from(stats)[0], raw.gates_from(stats)[0])  # not set yet: the identity
+    feature = stats[:, k].double()
+    gate.set_standardisation(stats)
+    with torch.no_grad():
+        a, _ = gate.gates(x, restored, round_trip)
+        a_raw, _ = raw.gates(x, restored, round_trip)
+    expected = torch.sigmoid(4.0 * (feature - feature.mean()) / feature.std())
+    assert torch.allclose(a[:, 0].double(), expected, atol=1e-4)
+    assert 0.3 < float(a.mean()) < 0.7 and float(a.min()) < 0.2 and float(a.max()) > 0.8  # both sides of 0.5
+    assert float(a_raw.std()) < float(a.std()) / 2  # raw: pressed to one side
+    with pytest.raises(ValueError, match="does not standardise"):
+        raw.set_standardisation(stats)
+
+
+def test_a_standardising_gate_travels_with_its_restorer(tmp_path):
+    plain = tiny_restorer().eval()
+    gate = FidelityGate(FidelityConfig(image_stats=True, standardise=True))
+    x, restored, round_trip = _images(5)
+    gate.set_standardisation(gate.statistics(x, restored, round_trip))
+    with torch.no_grad():
+        gate.net[0].weight.normal_(generator=torch.Generator().manual_seed(0))
+    gated = Restorer.from_networks(plain.tokenizer, plain.prior, plain.refiner, gate).eval()
+    path = save_checkpoint(tmp_path / "gated.ckpt", gated)
+    ckpt = load_checkpoint(path, kinds=("restorer",))
+    assert ckpt["model"]["init_args"]["gate"]["standardise"] is True
+    loaded = build_restorer(ckpt, str(path)).eval()
+    for name in ("feature_mean", "feature_std"):
+        assert torch.equal(getattr(loaded.gate, name), getattr(gate, name))
+    image = torch.rand(1, 3, plain.image_size, plain.image_size) * 2 - 1
+    assert torch.equal(loaded.restore(image).image, gated.restore(image).image)
