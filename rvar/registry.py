@@ -12,6 +12,7 @@ rvar itself never imports them. :func:`load_plugins` loads them all, once per pr
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import warnings
 from importlib import metadata
 from typing import Any, Callable, Dict, List, Optional
@@ -114,8 +115,15 @@ def load_plugins() -> None:
     try:
         entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
         if "rvar_plugins" not in {ep.value for ep in entry_points}:
-            warnings.warn("rvar's built-in plugins are not registered (no rvar.plugins entry point for rvar_plugins): "
-                          "reinstall rvar, e.g. `pip install -e .`")
+            # a source checkout on PYTHONPATH (benchmarks/gpu.sh on a machine without rvar installed): the built-in
+            # plugins are still importable, so use them, and say how to register them properly
+            try:
+                importlib.import_module("rvar_plugins")
+                found = "imported from the source tree"
+            except ImportError:
+                found = "not found either"
+            warnings.warn("rvar's built-in plugins have no rvar.plugins entry point (rvar is not installed): "
+                          f"rvar_plugins {found}; install rvar, e.g. `pip install -e .`")
         for ep in entry_points:
             try:
                 ep.load()

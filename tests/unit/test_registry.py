@@ -32,3 +32,28 @@ def test_builtin_degradations_are_registered():
     required = {"rain", "snow", "haze", "low_light", "gaussian_noise", "motion_blur", "defocus_blur", "jpeg",
                 "downscale", "fog", "sun_flare", "mixed"}
     assert required <= names
+
+
+def test_builtin_plugins_load_from_a_source_tree_without_the_entry_point():
+    """A checkout on PYTHONPATH with rvar not installed (benchmarks/gpu.sh on a bare GPU machine): no rvar.plugins
+    entry point, yet the built-in baselines must still be found, with one warning saying how to install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings\n"
+        "from importlib import metadata\n"
+        "real = metadata.entry_points\n"
+        "metadata.entry_points = lambda **kw: [] if kw.get('group') == 'rvar.plugins' else real(**kw)\n"
+        "from rvar.registry import BASELINES\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    names = BASELINES.list()\n"
+        "print(sorted(names))\n"
+        "print([str(w.message) for w in caught])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    names, messages = done.stdout.strip().splitlines()[-2:]
+    assert "'ldm'" in names and "'nafnet'" in names
+    assert "imported from the source tree" in messages and "pip install -e ." in messages
