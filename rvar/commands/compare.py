@@ -19,6 +19,7 @@ from rvar.errors import UserError
 from rvar.eval.compare import (EMBEDDED, DegradationSpec, aggregate, evaluate, input_contender, load_contenders,
                                load_ladder_models, load_samples)
 from rvar.eval.results import FIELDS, write_grids, write_markdown, write_plot, write_results, write_samples
+from rvar.inference import PRECISIONS, resolve_precision
 
 HELP = "compare restorers and baselines on one test set: PSNR/SSIM/LPIPS, time, grids, plot, MLflow"
 DESCRIPTION = """Run every checkpoint (RestoreVAR restorers and baselines, in any mix) on the same images and write
@@ -76,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", default="rvar-compare", help="MLflow experiment name")
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                         help="MLflow run tag (repeatable; `rvar demo` nests its comparison this way)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32 (default), bf16, or auto (bf16 where the CPU computes it natively, as `rvar demo` "
+                             "uses): every model and the ladder run under it; the metrics are always fp32")
     parser.add_argument("--protocol", choices=("native", "restorevar"), default="native",
                         help="native: centre crops at --size, float metrics; restorevar: the paper's (512x512 Lanczos "
                              "pairs, uint8 RGB PSNR/SSIM, LPIPS-Alex, --max-images default 5000); both also write "
@@ -141,8 +145,9 @@ def run(args: argparse.Namespace) -> int:
     specs = degradation_specs(args.degradations)
     from rvar.commands.restore import check_fidelity
 
+    precision = resolve_precision(args.precision, torch.device("cpu"))
     contenders = load_contenders(args.checkpoints, args.labels, args.steps, check_fidelity(args.fidelity),
-                                  args.decoding)
+                                  args.decoding, precision)
     contenders += [input_contender()]
     ladder_models = load_ladder_models(contenders, args.ladder_from) if args.ladder else []
     restorevar = args.protocol == "restorevar"  # rvar/eval/protocol.py
@@ -157,12 +162,13 @@ def run(args: argparse.Namespace) -> int:
         from rvar.eval.ladder import quality_ladder, write_ladder
 
         names = list(dict.fromkeys(s.name for s in samples))[: args.ladder_images or None]
-        ladder = quality_ladder(ladder_models, [s for s in samples if s.name in names], args.seed, args.size_policy)
+        ladder = quality_ladder(ladder_models, [s for s in samples if s.name in names], args.seed, args.size_policy,
+                                precision)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     header = (f"data `{args.data}`, {len(samples)} image(s) at {size} px ({args.protocol} protocol, "
               f"{args.size_policy} policy), seed {args.seed}, "
-              f"degradations {', '.join(sorted({s.degradation for s in samples}))}; CPU, fp32, "
+              f"degradations {', '.join(sorted({s.degradation for s in samples}))}; CPU, {precision}, "
               f"{torch.get_num_threads()} threads; checkpoints: "
               + ", ".join(f"{c.label} = `{c.path}`" for c in contenders))
     write_results(out_dir / "results.csv", table, FIELDS)
@@ -179,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out_dir}/results.md, results.csv, quality_vs_time.png and {len(grids)} grid(s)", file=sys.stderr)
     if args.mlflow:
         params = {"data": args.data, "seed": str(args.seed), "size": str(size), "steps": str(args.steps),
-                  "size_policy": args.size_policy, "degradations": args.degradations, "protocol": args.protocol,
+                  "size_policy": args.size_policy, "precision": precision, "degradations": args.degradations, "protocol": args.protocol,
                   **{f"model/{c.label}": c.path for c in contenders}}
         run_id = log_mlflow(out_dir, table, params, args.experiment, args.tag)
         print(f"logged to MLflow run {run_id}", file=sys.stderr)

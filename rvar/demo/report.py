@@ -206,6 +206,14 @@ def write_budget_plot(path: Path, history: List[Dict[str, object]]) -> bool:
     return True
 
 
+def _eval_precision() -> str:
+    """The precision the demo's comparison ran in (``EVAL_PRECISION`` resolved on this CPU)."""
+    from rvar.demo.runner import EVAL_PRECISION
+    from rvar.inference import resolve_precision
+
+    return resolve_precision(EVAL_PRECISION, torch.device("cpu"))
+
+
 def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_seconds: float,
                  compare_seconds: float, data_root: Path) -> Path:
     rows = read_results(compare_dir / "results.csv")
@@ -226,7 +234,8 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
             f"baselines, each contender with the same training budget, on the {n_train} embedded training images "
             f"(natural photos vendored with rvar, photos shipped by installed packages and dead-leaves images), "
             f"then restored {n_test} natural test photos that no stage trained on and no recipe was chosen on "
-            f"({EVAL_NOTE}) with `rvar compare`. Wall time: {total_seconds / 60:.1f} min in all."]
+            f"({EVAL_NOTE}) with `rvar compare`, every model in {_eval_precision()}. "
+            f"Wall time: {total_seconds / 60:.1f} min in all."]
     from rvar.demo.runner import EVAL_FIDELITY
 
     if EVAL_FIDELITY:

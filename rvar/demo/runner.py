@@ -92,6 +92,10 @@ EVAL_SIZE = 256
 # the whole-image gate is fitted at. On the validation photos (BENCHMARKS.md) it keeps JPEG and blur within 0.2 dB
 # of their inputs where half the gate's correction loses 1.1-1.5 dB. The baselines have no such path.
 EVAL_FIDELITY = 1.0
+# Every contender and the ladder restore in bf16 where the CPU has it natively: the comparison took 356 s of a
+# 15-minute demo in fp32 on a slower machine (16.0 min in all); bf16 scores within 0.02 dB of fp32 per model in
+# 1.5x less time (BENCHMARKS.md, sixth round)
+EVAL_PRECISION = "auto"
 STAGE_OVERHEAD = 20.0  # seconds a stage spends outside training (start-up, final validation, export)
 
 
@@ -348,6 +352,7 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
     cmd = [sys.executable, "-m", "rvar", "compare", *map(str, ckpts), "--data", "embedded-test",
            "--degradations", EVAL_DEGRADATIONS, "--size", str(EVAL_SIZE), "--size-policy", "tile",
            "--seed", "0", "--fidelity", str(EVAL_FIDELITY),  # the LDM at its config's sampling_steps
+           "--precision", EVAL_PRECISION,
            "--ladder-from", str(out / "restorer_refined.ckpt"), "--ladder-images", str(LADDER_IMAGES),
            "-o", str(compare_dir),
            *tracking.compare_arguments()]

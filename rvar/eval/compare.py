@@ -50,14 +50,16 @@ def _labels(paths: Sequence[str], given: Optional[str]) -> List[str]:
 
 
 def load_contenders(paths: Sequence[str], labels: Optional[str], steps: Optional[int],
-                    fidelity: Optional[float] = None, decoding: Optional[str] = None) -> List[Contender]:
-    """Load every checkpoint first, so a bad one fails before anything is written."""
+                    fidelity: Optional[float] = None, decoding: Optional[str] = None,
+                    precision: str = "fp32") -> List[Contender]:
+    """Load every checkpoint first, so a bad one fails before anything is written. ``precision``: fp32 or bf16
+    (autocast around each model's forward passes)."""
     from rvar.inference import load_restoration_model
     from rvar.nn import count_parameters
 
     out = []
     for label, path in zip(_labels(paths, labels), paths):
-        model = load_restoration_model(path, torch.device("cpu"), "fp32", steps=steps, fidelity=fidelity,
+        model = load_restoration_model(path, torch.device("cpu"), precision, steps=steps, fidelity=fidelity,
                                        decoding=decoding)
         module = model.module
         if model.kind == "baseline":

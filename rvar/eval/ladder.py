@@ -62,16 +62,32 @@ def round_trip_functions(tok) -> Dict[str, Callable[[torch.Tensor], torch.Tensor
             RUNGS[1]: _signed(lambda x: tok.decode(tok.encode_continuous(x)))}
 
 
-def rung_functions(model: LadderModel) -> Dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    """Rung name -> image function on [0, 1] batches at the restorer's native size."""
+def _under(precision: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``fn`` run under ``precision``'s autocast (fp32: as is), its output back in fp32."""
+    if precision == "fp32":
+        return fn
+    from rvar.inference import autocast
+
+    def wrapped(x: torch.Tensor, *rest, **kwargs) -> torch.Tensor:
+        with autocast(precision, x.device):
+            return fn(x, *rest, **kwargs).float()
+
+    wrapped.takes_context = getattr(fn, "takes_context", False)
+    return wrapped
+
+
+def rung_functions(model: LadderModel, precision: str = "fp32") -> Dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Rung name -> image function on [0, 1] batches at the restorer's native size, run under ``precision``
+    (fp32 or bf16)."""
     from rvar.inference import restorer_fn
 
     r = model.restorer
     tok = r.tokenizer
-    rungs = {**round_trip_functions(tok), RUNGS[6]: lambda x: x,
-             RUNGS[2]: _signed(lambda x: tok.decode(r.restore(x).f_hat.float()))}
-    if r.refiner is not None:
-        rungs[RUNGS[4] if model.finetuned_decoder else RUNGS[3]] = restorer_fn(r, fidelity=0.0)  # no input path
+    trips = round_trip_functions(tok)
+    rungs = {**{k: _under(precision, f) for k, f in trips.items()}, RUNGS[6]: lambda x: x,
+             RUNGS[2]: _under(precision, _signed(lambda x: tok.decode(r.restore(x).f_hat.float())))}
+    if r.refiner is not None:  # the full restorer, no input path
+        rungs[RUNGS[4] if model.finetuned_decoder else RUNGS[3]] = restorer_fn(r, precision=precision, fidelity=0.0)
         if r.refiner.config.reads_prior:
             rungs[RUNGS[5]] = None  # made per sample by :func:`quality_ladder` (it needs the other photo)
     return rungs
@@ -93,16 +109,17 @@ def other_photo_fn(restorer: Restorer, other01_3HW: torch.Tensor) -> Callable[[t
     return fn
 
 
-def quality_ladder(models: Sequence[LadderModel], samples: Sequence, seed: int = 0, policy: str = "tile") -> List[Dict]:
+def quality_ladder(models: Sequence[LadderModel], samples: Sequence, seed: int = 0, policy: str = "tile",
+                   precision: str = "fp32") -> List[Dict]:
     """Mean PSNR/SSIM per (model, rung, degradation); ``samples`` have ``degraded``, ``clean``, ``degradation``,
-    ``name`` (``rvar.eval.compare.Sample``)."""
+    ``name`` (``rvar.eval.compare.Sample``). ``precision``: fp32 or bf16 (autocast around the networks)."""
     from rvar.inference import apply_any_size
     from rvar.eval.metrics import mean, psnr_per_image, ssim_per_image
 
     table = []
     for model in models:
         native = model.restorer.image_size
-        for rung, fn in rung_functions(model).items():
+        for rung, fn in rung_functions(model, precision).items():
             on_clean = rung in RUNGS[:2]
             seen, groups = set(), defaultdict(list)
             for number, sample in enumerate(samples):
@@ -111,7 +128,7 @@ def quality_ladder(models: Sequence[LadderModel], samples: Sequence, seed: int =
                 seen.add(sample.name)
                 if rung == RUNGS[5]:
                     others = [s for s in samples if s.name != sample.name] or [sample]
-                    fn = other_photo_fn(model.restorer, others[number % len(others)].degraded)
+                    fn = _under(precision, other_photo_fn(model.restorer, others[number % len(others)].degraded))
                 torch.manual_seed(seed + number)
                 with torch.inference_mode():
                     out = apply_any_size(fn, sample.clean if on_clean else sample.degraded, native, policy=policy,

@@ -124,3 +124,25 @@ def test_paired_folder(checkpoints, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert {r["degradation"] for r in rows} == {"pairs", "overall"} and rows[0]["images"] == "2"
+
+
+@pytest.mark.slow
+def test_precision_bf16_scores_like_fp32(checkpoints, tmp_path, rvar_data_home, capsys):
+    """`--precision bf16` (what `rvar demo` runs with `auto` on a bf16 CPU) runs every model and the ladder under
+    bf16 autocast: the header says so, and the scores stay near fp32's."""
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        code = main(["compare", *checkpoints, "--data", "embedded-val", "--degradations", "rain,haze",
+                     "--max-images", "1", "--size", "64", "--steps", "2", "--no-mlflow", "--precision", precision,
+                     "-o", str(out)])
+        assert code == 0, capsys.readouterr().err
+        assert f"CPU, {precision}," in (out / "results.md").read_text()
+        rows = list(csv.DictReader(open(out / "results.csv")))
+        ladder = list(csv.DictReader(open(out / "ladder.csv")))
+        scores[precision] = ({(r["model"], r["degradation"]): float(r["psnr"]) for r in rows},
+                             {(r["label"], r["stage"], r["degradation"]): float(r["psnr"]) for r in ladder})
+    for fp32, bf16 in zip(scores["fp32"], scores["bf16"]):
+        assert fp32.keys() == bf16.keys()
+        differences = {key: abs(fp32[key] - bf16[key]) for key in fp32}
+        assert 0 < max(differences.values()) < 1.0, differences  # bf16 did run, and stayed close
