@@ -92,3 +92,28 @@ elif exp == 'grid':
             ms.append(score(fit(random.Random(seed).sample(mix, 96), cfg, seed=seed, **kw), f'{name} n96 seed{seed}')[1])
         avg = {k: sum(m[k] for m in ms)/len(ms) for k in ms[0]}
         print(f"== {name:10s} mean {sum(avg.values())/7:+.2f} worst {min(avg.values()):+.2f} | " + ' '.join(f"{k[:5]} {v:+.2f}" for k, v in avg.items()), flush=True)
+elif exp == 'hidden':  # the seventh round: hidden layers on the standardised statistics, 6 draws each
+    for name, kw, cfg in [('linear', dict(norm=16), base),
+                          ('h2', dict(norm=16), FidelityConfig(hidden=2, image_stats=True)),
+                          ('h4', dict(norm=16), FidelityConfig(hidden=4, image_stats=True)),
+                          ('h8', dict(norm=16), FidelityConfig(hidden=8, image_stats=True)),
+                          ('h16', dict(norm=16), FidelityConfig(hidden=16, image_stats=True)),
+                          ('h4 ups16', dict(norm=16, ups=16), FidelityConfig(hidden=4, image_stats=True)),
+                          ('h8 ups16', dict(norm=16, ups=16), FidelityConfig(hidden=8, image_stats=True))]:
+        ms = []
+        for seed in range(6):
+            ms.append(score(fit(random.Random(seed).sample(mix, 96), cfg, seed=seed, **kw), f'{name} n96 seed{seed}')[1])
+        avg = {k: sum(m[k] for m in ms)/len(ms) for k in ms[0]}
+        means = [sum(m.values())/len(m) for m in ms]
+        print(f"== {name:10s} mean {sum(avg.values())/7:+.2f} (draws {min(means):+.2f}..{max(means):+.2f}) worst "
+              f"{min(avg.values()):+.2f} | " + ' '.join(f"{k[:5]} {v:+.2f}" for k, v in avg.items()), flush=True)
+elif exp == 'images':  # the seventh round: how many restored images the stage needs (a demo's 11 s saw about 40)
+    for n in (40, 64, 96):
+        for name, kw, cfg in [('linear', dict(norm=16), base), ('h4', dict(norm=16), FidelityConfig(hidden=4, image_stats=True))]:
+            ms = []
+            for seed in range(4):
+                ms.append(score(fit(random.Random(seed).sample(mix, n), cfg, seed=seed, **kw), f'{name} n{n} seed{seed}')[1])
+            avg = {k: sum(m[k] for m in ms)/len(ms) for k in ms[0]}
+            means = [sum(m.values())/len(m) for m in ms]
+            print(f"== {name:6s} n{n:<3d} mean {sum(avg.values())/7:+.2f} (draws {min(means):+.2f}..{max(means):+.2f}) worst "
+                  f"{min(avg.values()):+.2f} | " + ' '.join(f"{k[:5]} {v:+.2f}" for k, v in avg.items()), flush=True)
