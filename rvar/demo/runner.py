@@ -66,9 +66,9 @@ class Stage:
 # outputs, then its own fidelity path: it shows what the prior adds), the LDM and NAFNet. The LDM reads the
 # fine-tuned restorer's tokenizer: the same latent space and the same decoder as RestoreVAR's final output, so the
 # comparison is between the two latent restorers alone.
-# The fidelity stage's share buys it about 90 restored images (25 s on a slow 2-core machine): its gate, a hidden
-# layer of 4, gave +2.4..+2.6 dB on the validation photos when fitted on that many and +1.1..+1.2 on the 40 of the
-# 0.08 share it had (BENCHMARKS.md, seventh round); the prior saturates within its seconds (fifth round)
+# The fidelity stage's share buys it 80 to 90 restored images (25 s on a slow 2-core machine): its gate, a hidden
+# layer of 4, gave +2.4..+2.6 dB on the validation photos when fitted on that many and +1.1..+1.2 on the 36-40 of
+# the 0.08 share (BENCHMARKS.md, seventh round); the prior saturates within its seconds (fifth round)
 RESTOREVAR_SHARES = {"prior": 0.38, "refiner": 0.38, "decoder": 0.06, "fidelity": 0.18}
 # the ablation's stages and the RestoreVAR stages whose budgets each takes, to the second
 ABLATION = {"noprior": ("prior", "refiner", "decoder"), "noprior_fidelity": ("fidelity",)}
