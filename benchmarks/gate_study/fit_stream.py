@@ -107,7 +107,7 @@ elif exp == 'hidden':  # the seventh round: hidden layers on the standardised st
         means = [sum(m.values())/len(m) for m in ms]
         print(f"== {name:10s} mean {sum(avg.values())/7:+.2f} (draws {min(means):+.2f}..{max(means):+.2f}) worst "
               f"{min(avg.values()):+.2f} | " + ' '.join(f"{k[:5]} {v:+.2f}" for k, v in avg.items()), flush=True)
-elif exp == 'images':  # the seventh round: how many restored images the stage needs (a demo's 11 s saw about 40)
+elif exp == 'images':  # the seventh round: how many restored images the stage needs (refits of 11 s saw 36 to 40)
     for n in (40, 64, 96):
         for name, kw, cfg in [('linear', dict(norm=16), base), ('h4', dict(norm=16), FidelityConfig(hidden=4, image_stats=True))]:
             ms = []

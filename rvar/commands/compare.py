@@ -185,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out_dir}/results.md, results.csv, quality_vs_time.png and {len(grids)} grid(s)", file=sys.stderr)
     if args.mlflow:
         params = {"data": args.data, "seed": str(args.seed), "size": str(size), "steps": str(args.steps),
-                  "size_policy": args.size_policy, "precision": precision, "degradations": args.degradations, "protocol": args.protocol,
+                  "size_policy": args.size_policy, "precision": precision, "degradations": args.degradations,
+                  "protocol": args.protocol,
                   **{f"model/{c.label}": c.path for c in contenders}}
         run_id = log_mlflow(out_dir, table, params, args.experiment, args.tag)
         print(f"logged to MLflow run {run_id}", file=sys.stderr)

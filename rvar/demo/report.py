@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import platform
+import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -206,12 +207,11 @@ def write_budget_plot(path: Path, history: List[Dict[str, object]]) -> bool:
     return True
 
 
-def _eval_precision() -> str:
-    """The precision the demo's comparison ran in (``EVAL_PRECISION`` resolved on this CPU)."""
-    from rvar.demo.runner import EVAL_PRECISION
-    from rvar.inference import resolve_precision
-
-    return resolve_precision(EVAL_PRECISION, torch.device("cpu"))
+def _compare_precision(compare_dir: Path) -> Optional[str]:
+    """The precision `rvar compare` ran its models in, as the header of its ``results.md`` states (None if absent)."""
+    path = compare_dir / "results.md"
+    found = re.search(r"; CPU, (fp32|bf16), ", path.read_text()) if path.exists() else None
+    return found.group(1) if found else None
 
 
 def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_seconds: float,
@@ -225,6 +225,8 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
     # 1. what was measured
     n_train = len(list((data_root / "train").glob("*.png")))
     n_test = len(list((data_root / "test").glob("*.png")))
+    ran_in = _compare_precision(compare_dir)
+    precision = f", every model in {ran_in}" if ran_in else ""
     trained = ("started from the tiny tokenizer that ships with rvar (trained on the clean training images only, "
                "outside this budget, as RestoreVAR starts from VAR's released tokenizer) and trained the RestoreVAR "
                "prior, refiner and decoder" if shipped else
@@ -234,8 +236,7 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
             f"baselines, each contender with the same training budget, on the {n_train} embedded training images "
             f"(natural photos vendored with rvar, photos shipped by installed packages and dead-leaves images), "
             f"then restored {n_test} natural test photos that no stage trained on and no recipe was chosen on "
-            f"({EVAL_NOTE}) with `rvar compare`, every model in {_eval_precision()}. "
-            f"Wall time: {total_seconds / 60:.1f} min in all."]
+            f"({EVAL_NOTE}) with `rvar compare`{precision}. Wall time: {total_seconds / 60:.1f} min in all."]
     from rvar.demo.runner import EVAL_FIDELITY
 
     if EVAL_FIDELITY:

@@ -68,7 +68,7 @@ class Stage:
 # comparison is between the two latent restorers alone.
 # The fidelity stage's share buys it 80 to 90 restored images (25 s on a slow 2-core machine): its gate, a hidden
 # layer of 4, gave +2.4..+2.6 dB on the validation photos when fitted on that many and +1.1..+1.2 on the 36-40 of
-# the 0.08 share (BENCHMARKS.md, seventh round); the prior saturates within its seconds (fifth round)
+# the 0.08 share (BENCHMARKS.md, seventh round); the prior gained little from 48 s to 80 s (fifth round)
 RESTOREVAR_SHARES = {"prior": 0.38, "refiner": 0.38, "decoder": 0.06, "fidelity": 0.18}
 # the ablation's stages and the RestoreVAR stages whose budgets each takes, to the second
 ABLATION = {"noprior": ("prior", "refiner", "decoder"), "noprior_fidelity": ("fidelity",)}
@@ -97,7 +97,7 @@ EVAL_SIZE = 256
 EVAL_FIDELITY = 1.0
 # Every contender and the ladder restore in bf16 where the CPU has it natively: the comparison took 356 s of a
 # 15-minute demo in fp32 on a slower machine (16.0 min in all); bf16 scores within 0.02 dB of fp32 per model in
-# 1.5x less time (BENCHMARKS.md, sixth round)
+# 1.5x less time (BENCHMARKS.md, seventh round)
 EVAL_PRECISION = "auto"
 STAGE_OVERHEAD = 20.0  # seconds a stage spends outside training (start-up, final validation, export)
 

@@ -52,6 +52,15 @@ def test_report_has_a_self_contained_slider_and_the_ladder(compared, rvar_data_h
         assert f"<td>{rung}</td>" in page, rung
 
 
+@pytest.mark.slow
+def test_report_states_the_precision_compare_ran_in(compared, rvar_data_home):
+    """The report reads the precision from compare's own results.md (this one ran in the default fp32), not from
+    what the demo would have asked for."""
+    _report(compared, rvar_data_home)
+    summary = (compared / "report.md").read_text()
+    assert "with `rvar compare`, every model in fp32." in summary and "bf16" not in summary
+
+
 def test_viewer_from_an_index_alone(tmp_path):
     """The viewer needs only images.json and its PNGs: no report, no models."""
     columns = ["degraded input", "model", "clean"]
