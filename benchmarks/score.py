@@ -33,6 +33,8 @@ parser.add_argument("--swap", action="store_true", help="also score each Restore
                     "photo's prior outputs (the quality ladder's last rung): what the refiner takes from the prior")
 parser.add_argument("--real-pairs", help="a folder of clean/NAME.png and degraded/NAME__TYPE.png (research data: "
                                         "measured here, never shipped); 256 px centre crops, grouped by TYPE")
+parser.add_argument("--per-image", action="store_true", help="also print each image's input and output PSNR and "
+                    "CIEDE2000")
 args = parser.parse_args()
 
 
@@ -78,6 +80,9 @@ for path, fidelity, swap in runs:
         colour = float(ciede2000_per_image(out[None], sample.clean[None])[0])
         gains.setdefault(sample.degradation.split(":")[0], []).append(psnr - inputs[number])
         colours.setdefault(sample.degradation.split(":")[0], []).append((colour_in[number], colour))
+        if args.per_image:
+            print(f"  {sample.name} {sample.degradation}: PSNR {inputs[number]:.2f} -> {psnr:.2f} dB, CIEDE2000 "
+                  f"{colour_in[number]:.2f} -> {colour:.2f}", flush=True)
     every = [g for values in gains.values() for g in values]
     per = {name: round(mean(values), 2) for name, values in gains.items()}
     dE = {name: f"{mean(a for a, _ in v):.1f}->{mean(b for _, b in v):.1f}" for name, v in colours.items()}

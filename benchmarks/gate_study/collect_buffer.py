@@ -3,14 +3,18 @@ degradation and the input as uint8) for N training-mix 256 px images restored as
 (experiments/tiny/fidelity.yaml's data, bf16 where native, tiles without overlap); for fit_stream.py.
 
     python benchmarks/gate_study/collect_buffer.py RESTORER_DECODED.ckpt OUT.pt 480 [SEED]
+
+AUGMENT=exposure (comma-separated names of rvar.data.datasets.AUGMENTATIONS) sets the data's ``augment``.
 """
-import sys, yaml, torch, time
+import os, sys, yaml, torch, time
 from rvar.data import DegradationDataModule
 from rvar.lit.fidelity import FidelityModule
 from rvar.pixels import to_signed
 ckpt, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cfg = yaml.safe_load(open('experiments/tiny/fidelity.yaml'))['data']['init_args']
 cfg.update(num_workers=0, batch_size=4)
+if os.environ.get('AUGMENT'):
+    cfg['augment'] = os.environ['AUGMENT'].split(',')
 torch.manual_seed(int(sys.argv[4]) if len(sys.argv) > 4 else 0)
 dm = DegradationDataModule(**cfg); dm.setup('fit')
 m = FidelityModule(ckpt, gate=dict(hidden=0, image_stats=True), restore_precision='auto')

@@ -177,3 +177,47 @@ def test_fidelity_fit_refuses_tiles_with_context_and_bad_sizes(rvar_data_home, t
             FidelityModule(str(source), **bad)
     with pytest.raises(UserError, match="remove data.init_args.context_size"):
         fit(FidelityModule(str(source), val_max_batches=1), rvar_data_home, tmp_path, context_size=128)
+
+
+def test_fidelity_fit_with_candidates_keeps_the_gate_with_the_lowest_buffer_loss(rvar_data_home, tmp_path):
+    """``candidates``: several gates fitted side by side on the same crops; at the end of training the stage keeps
+    (and exports) the one whose loss on the buffered whole images is lowest."""
+    from rvar.errors import UserError
+    from rvar.lit import FidelityModule
+
+    source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
+    with pytest.raises(UserError, match="candidates"):
+        FidelityModule(str(source), candidates=0)
+    gate = {"hidden": 2, "image_stats": True, "standardise": True}
+    module = FidelityModule(str(source), gate=gate, candidates=3, updates_per_batch=2, update_batch=3, buffer_size=3,
+                            val_max_batches=1)
+    starts = [{k: v.clone() for k, v in g.state_dict().items()} for g in module.candidates()]
+    assert not torch.equal(starts[0]["net.0.weight"], starts[1]["net.0.weight"])  # different random starts
+    fit(module, rvar_data_home, tmp_path, steps=2, crop_size=96)
+    for g, start in zip(module.candidates(), starts):  # every candidate was standardised and trained
+        assert torch.equal(g.feature_mean, module.gate.feature_mean)
+        assert not torch.equal(g.net[-1].weight, start["net.2.weight"])
+    losses = module.buffer_losses()
+    assert int(losses.argmin()) == 0  # what the stage kept is the best of the three on its buffer
+    # an update computes the candidates as one wider network: the same losses as each gate on its own
+    for m in (module, FidelityModule(str(source), gate={"hidden": 0, "image_stats": True}, candidates=2)):
+        with torch.no_grad():
+            for g in m.rivals:  # a linear candidate starts as the first; make it differ
+                g.net[0].weight.normal_()
+        crops = m.crops([(s.float(), d.float()) for s, d in module.buffer]) if m is module else torch.randn(
+            2, m.gate.config.features + 9, 32, 32)
+        fused = m.candidate_losses(crops)
+        assert fused.shape == (len(m.candidates()),) and len(set(fused.tolist())) == len(fused)
+        assert torch.allclose(fused, torch.stack([m.gated_loss(g, crops) for g in m.candidates()]), atol=1e-5)
+    exported = build_restorer(load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",)), "export").gate
+    assert all(torch.equal(v, module.gate.state_dict()[k]) for k, v in exported.state_dict().items())
+    # the choice itself: spoil the kept gate (a = b = 0 everywhere: the restorer's output) and choose again
+    with torch.no_grad():
+        module.gate.net[-1].weight.zero_()
+        module.gate.net[-1].bias.fill_(-30.0)
+    spoiled = module.buffer_losses()
+    best = int(spoiled.argmin())
+    assert best != 0
+    module.on_train_end()
+    assert module.chosen_candidate == best
+    assert torch.equal(module.gate.net[-1].bias, module.rivals[best - 1].net[-1].bias)
