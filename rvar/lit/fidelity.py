@@ -112,6 +112,7 @@ class FidelityModule(RVARModule):
         self.gate = FidelityGate(gate or FidelityConfig(image_stats=True, standardise=True))
         # the other candidates (the first is self.gate, which the stage exports); each its own random start
         self.rivals = torch.nn.ModuleList(FidelityGate(self.gate.config) for _ in range(int(candidates) - 1))
+        self.validated = 0  # the candidate validation uses: the one the stage would keep (on_validation_epoch_start)
         self.buffer: List[Sample] = []
         self.automatic_optimization = False  # several gate updates per restored batch
         self.native_crops_only = False  # whole images of any size, restored tile by tile
@@ -178,29 +179,43 @@ class FidelityModule(RVARModule):
     def buffer_losses(self) -> torch.Tensor:
         """(candidates,): each candidate's :meth:`loss` on the whole images in the buffer."""
         totals = torch.zeros(len(self.candidates()), device=self.device)
-        for start in range(0, len(self.buffer), 16):
-            chunk = self.buffer[start:start + 16]
-            both = [torch.stack([t[i] for t in chunk]).to(self.device).float() for i in range(2)]
-            for k, gate in enumerate(self.candidates()):
-                a, b = gate.gates_from(both[0])
-                lost, change, wanted = both[1][:, :3], both[1][:, 3:6], both[1][:, 6:]
-                error = (a * lost + b * change - wanted).square().mean(dim=(1, 2, 3))
-                totals[k] += self._log_mse(error) * len(chunk)
+        by_size: Dict[Tuple[int, ...], List[Sample]] = {}
+        for sample in self.buffer:  # images of one size stack
+            by_size.setdefault(tuple(sample[0].shape), []).append(sample)
+        for same in by_size.values():
+            for start in range(0, len(same), 16):
+                chunk = same[start:start + 16]
+                both = torch.stack([torch.cat([s, d]) for s, d in chunk]).to(self.device).float()
+                totals += self.candidate_losses(both) * len(chunk)
         return totals / max(len(self.buffer), 1)
 
-    def on_train_end(self) -> None:
-        """Keep the candidate with the lowest loss on the buffer (before the export, which runs at fit end)."""
+    def best_candidate(self) -> Optional[int]:
+        """Index of the candidate with the lowest loss on the buffer (averaged over processes), or None: one gate,
+        or no update made yet."""
         if not self.rivals or not self.buffer or (self.gate.config.standardise and not self.standardised()):
-            return  # one gate, or no update made
+            return None
         losses = self.buffer_losses()
         if self.trainer.world_size > 1:
             losses = self.trainer.strategy.reduce(losses, reduce_op="mean")
-        best = int(losses.argmin())
+        self.candidate_losses_seen = [float(v) for v in losses]
+        return int(losses.argmin())
+
+    def on_validation_epoch_start(self) -> None:
+        """Validate the candidate the stage would keep now (the first before any update), so the logged
+        validation metrics are those of the gate that would be exported."""
+        self.validated = self.best_candidate() or 0
+
+    def on_train_end(self) -> None:
+        """Keep the candidate with the lowest loss on the buffer (before the export, which runs at fit end)."""
+        best = self.best_candidate()
+        if best is None:
+            return
         self.chosen_candidate = best
         if best:
             self.gate.load_state_dict(self.candidates()[best].state_dict())
-        rank_zero_info(f"fidelity: kept gate {best + 1} of {len(losses)} (loss on the buffer's {len(self.buffer)} "
-                       f"images: {', '.join(f'{float(v):.3f}' for v in losses)})")
+        self.validated = 0
+        rank_zero_info(f"fidelity: kept gate {best + 1} of {len(self.candidates())} (loss on the buffer's "
+                       f"{len(self.buffer)} images: {', '.join(f'{v:.3f}' for v in self.candidate_losses_seen)})")
 
     def standardised(self) -> bool:
         """Whether the gate's standardisation is set (a fresh gate's is the identity: mean 0, spread 1 exactly,
@@ -259,8 +274,9 @@ class FidelityModule(RVARModule):
         if self.val_max_batches is not None and batch_idx >= self.val_max_batches:
             return None
         x, restored, round_trip = self.restore(batch)
+        gate = self.candidates()[self.validated]
         with torch.no_grad():
-            gated = self.gate(x, restored, round_trip).clamp(-1, 1)
+            gated = gate(x, restored, round_trip).clamp(-1, 1)
             clean = to_signed(batch["clean"]).float()
             loss = self.loss(gated, clean)
             B = x.shape[0]
@@ -268,7 +284,7 @@ class FidelityModule(RVARModule):
             degradations = list(batch["degradation"])
             self.log_restoration(stage, to_unit(restored), batch["clean"], degradations, suffix="_before")
             self.log_restoration(stage, to_unit(gated), batch["clean"], degradations, suffix="_after")
-            a, b = self.gate.gates(x, restored, round_trip)
+            a, b = gate.gates(x, restored, round_trip)
             self.log_metric("gate_a", a.mean(), B, stage)
             self.log_metric("gate_b", b.mean(), B, stage)
             if batch_idx == 0:

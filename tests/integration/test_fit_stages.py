@@ -218,6 +218,8 @@ def test_fidelity_fit_with_candidates_keeps_the_gate_with_the_lowest_buffer_loss
     spoiled = module.buffer_losses()
     best = int(spoiled.argmin())
     assert best != 0
+    module.on_validation_epoch_start()  # validation scores the gate the stage would keep now
+    assert module.validated == best
     module.on_train_end()
-    assert module.chosen_candidate == best
+    assert module.chosen_candidate == best and module.validated == 0  # now copied into the gate itself
     assert torch.equal(module.gate.net[-1].bias, module.rivals[best - 1].net[-1].bias)
