@@ -4,7 +4,8 @@ degradation and the input as uint8) for N training-mix 256 px images restored as
 
     python benchmarks/gate_study/collect_buffer.py RESTORER_DECODED.ckpt OUT.pt 480 [SEED]
 
-AUGMENT=exposure (comma-separated names of rvar.data.datasets.AUGMENTATIONS) sets the data's ``augment``.
+AUGMENT=exposure (comma-separated names of rvar.data.datasets.AUGMENTATIONS) sets the data's ``augment``;
+OPTIONS='{"low_light": {"gain": [0.15, 0.5]}}' (JSON) replaces those degradations' options.
 """
 import os, sys, yaml, torch, time
 from rvar.data import DegradationDataModule
@@ -13,6 +14,10 @@ from rvar.pixels import to_signed
 ckpt, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cfg = yaml.safe_load(open('experiments/tiny/fidelity.yaml'))['data']['init_args']
 cfg.update(num_workers=0, batch_size=4)
+if os.environ.get('OPTIONS'):
+    import json
+    for name, options in json.loads(os.environ['OPTIONS']).items():
+        next(d for d in cfg['degradations'] if d['name'] == name)['options'] = options
 if os.environ.get('AUGMENT'):
     cfg['augment'] = os.environ['AUGMENT'].split(',')
 torch.manual_seed(int(sys.argv[4]) if len(sys.argv) > 4 else 0)

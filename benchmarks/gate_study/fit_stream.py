@@ -174,7 +174,7 @@ elif exp == 'stable':  # the eighth round: fits that vary less with the images d
             syn = {k: v for k, v in avg.items() if not k.startswith('real_')}
             print(f"== {sname} {name:12s} mean {sum(syn.values())/len(syn):+.2f} worst {min(syn.values()):+.2f} | "
                   + ' '.join(f"{k[:10]} {v:+.2f}" for k, v in avg.items())
-                  + " | real_noise per draw " + ' '.join(f"{m['real_noise']:+.2f}" for m in ms), flush=True)
+                  + " | real_noise per draw " + ' '.join(f"{m.get('real_noise', float('nan')):+.2f}" for m in ms), flush=True)
 elif exp == 'clean':  # the eighth round: more clean samples in the stream (BUFFER2's entries, e.g. exposure-augmented)
     entries = [e[:3] for e in torch.load(os.environ['BUFFER2'])] if os.environ.get('BUFFER2') else mix
     h4 = FidelityConfig(hidden=4, image_stats=True)
@@ -190,7 +190,7 @@ elif exp == 'clean':  # the eighth round: more clean samples in the stream (BUFF
         syn = {k: v for k, v in avg.items() if not k.startswith('real_')}
         print(f"== clean {share:.2f} mean {sum(syn.values())/len(syn):+.2f} worst {min(syn.values()):+.2f} | "
               + ' '.join(f"{k[:10]} {v:+.2f}" for k, v in avg.items())
-              + " | real_noise per draw " + ' '.join(f"{m['real_noise']:+.2f}" for m in ms), flush=True)
+              + " | real_noise per draw " + ' '.join(f"{m.get('real_noise', float('nan')):+.2f}" for m in ms), flush=True)
 elif exp == 'clip':  # the eighth round: bounded standardised statistics, or a standardisation from more images
     entries = [e[:3] for e in torch.load(os.environ['BUFFER2'])] if os.environ.get('BUFFER2') else mix
     h4 = FidelityConfig(hidden=4, image_stats=True)
@@ -207,7 +207,7 @@ elif exp == 'clip':  # the eighth round: bounded standardised statistics, or a s
         means = [sum(v for k, v in m.items() if not k.startswith('real_'))/len(syn) for m in ms]
         print(f"== {name:14s} mean {sum(syn.values())/len(syn):+.2f} (draws {min(means):+.2f}..{max(means):+.2f}) worst {min(syn.values()):+.2f} | "
               + ' '.join(f"{k[:10]} {v:+.2f}" for k, v in avg.items())
-              + " | real_noise per draw " + ' '.join(f"{m['real_noise']:+.2f}" for m in ms), flush=True)
+              + " | real_noise per draw " + ' '.join(f"{m.get('real_noise', float('nan')):+.2f}" for m in ms), flush=True)
 elif exp == 'subcrop':  # the eighth round: whole-image statistics of sub-crops too, more distinct images per restore
     raw = torch.load(os.environ['BUFFER2']) if os.environ.get('BUFFER2') else torch.load(sys.argv[1])
     h4 = FidelityConfig(hidden=4, image_stats=True)
@@ -239,7 +239,7 @@ elif exp == 'subcrop':  # the eighth round: whole-image statistics of sub-crops 
         means = [sum(v for k, v in m.items() if not k.startswith('real_'))/len(syn) for m in ms]
         print(f"== {name:14s} mean {sum(syn.values())/len(syn):+.2f} (draws {min(means):+.2f}..{max(means):+.2f}) worst {min(syn.values()):+.2f} | "
               + ' '.join(f"{k[:10]} {v:+.2f}" for k, v in avg.items())
-              + " | real_noise per draw " + ' '.join(f"{m['real_noise']:+.2f}" for m in ms), flush=True)
+              + " | real_noise per draw " + ' '.join(f"{m.get('real_noise', float('nan')):+.2f}" for m in ms), flush=True)
 elif exp == 'select':  # the eighth round: several gates fitted on the same stream, the one with the lowest loss kept
     entries = [e[:3] for e in torch.load(os.environ['BUFFER2'])] if os.environ.get('BUFFER2') else mix
     h4 = FidelityConfig(hidden=4, image_stats=True)
@@ -267,4 +267,4 @@ elif exp == 'select':  # the eighth round: several gates fitted on the same stre
             means = [sum(v for k, v in m.items() if not k.startswith('real_'))/len(syn) for m in mm]
             print(f"== {tag:14s} mean {sum(syn.values())/len(syn):+.2f} (draws {min(means):+.2f}..{max(means):+.2f}) worst {min(syn.values()):+.2f} | "
                   + ' '.join(f"{k[:10]} {v:+.2f}" for k, v in avg.items())
-                  + " | real_noise per draw " + ' '.join(f"{m['real_noise']:+.2f}" for m in mm), flush=True)
+                  + " | real_noise per draw " + ' '.join(f"{m.get('real_noise', float('nan')):+.2f}" for m in mm), flush=True)
