@@ -6,6 +6,7 @@ hidden 8), grid (standardised, 96 images, 4 draws: caps, updates, hidden 4), sma
 
     python benchmarks/gate_study/fit_stream.py BUFFER.pt VAL.pt [GATED.ckpt|""] EXPERIMENT
 
+WAIT=16 makes no update until 16 images are buffered, as the stage; IMAGES=84 sets select's draw size.
 REAL=collect_real.py's OUT.pt also scores each gate on real pairs (their own columns, real_noise and real_rain,
 outside the synthetic mean). Experiment dark (the eighth round): BUFFER.pt's stream against BUFFER2=another
 buffer's (e.g. collected with AUGMENT=exposure), and clean-sample weights.
@@ -53,6 +54,8 @@ def fit(entries, cfg, ups=8, ub=16, buf=128, crop=128, lr=1e-2, seed=0, cap=CAP,
     avg_n, avg_p = 0, None
     for k in range(0, len(stream), chunk):
         buffer += stream[k:k+chunk]; del buffer[:max(len(buffer)-buf, 0)]
+        if os.environ.get('WAIT') and len(buffer) < int(os.environ['WAIT']):
+            continue  # as the stage: no update until WAIT images are buffered
         for _ in range(ups):
             draw = random.sample(buffer, min(ub, len(buffer)))
             crops = []
@@ -255,7 +258,7 @@ elif exp == 'select':  # the eighth round: several gates fitted on the same stre
     for K in (4,):
         ms, ms_ens = [], []
         for seed in range(seeds):
-            draw = random.Random(seed).sample(entries, min(96, len(entries)))
+            draw = random.Random(seed).sample(entries, min(int(os.environ.get('IMAGES', 96)), len(entries)))
             gates = ([fit(draw, h4, seed=seed, init_seed=seed * 100 + k, norm=16) for k in range(K)]
                      if os.environ.get('SHARED') else [fit(draw, h4, seed=seed * 100 + k, norm=16) for k in range(K)])
             losses = [buffer_loss(g, draw) for g in gates]
