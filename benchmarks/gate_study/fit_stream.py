@@ -88,6 +88,13 @@ def score(g, name):
     m = sum(allg)/len(allg)
     print(f"{name:34s} {m:+.2f} | " + ' '.join(f"{k[:5]} {sum(v)/len(v):+.2f}" for k, v in per.items()), flush=True)
     return m, {k: sum(v)/len(v) for k, v in per.items()}
+def summary(tag, ms):  # the eighth round's experiments: mean over draws, synthetic degradations apart from real pairs
+    avg = {k: sum(m[k] for m in ms)/len(ms) for k in ms[0]}
+    syn = {k: v for k, v in avg.items() if not k.startswith('real_')}
+    means = [sum(v for k, v in m.items() if not k.startswith('real_'))/len(syn) for m in ms]
+    print(f"== {tag:14s} mean {sum(syn.values())/len(syn):+.2f} (draws {min(means):+.2f}..{max(means):+.2f}) worst {min(syn.values()):+.2f} | "
+          + ' '.join(f"{k[:10]} {v:+.2f}" for k, v in avg.items())
+          + " | real_noise per draw " + ' '.join(f"{m.get('real_noise', float('nan')):+.2f}" for m in ms), flush=True)
 score(None, 'ungated')
 _, dr = score(None, 'ungated'); 
 if shipped:
@@ -157,10 +164,7 @@ elif exp == 'dark':  # the eighth round: clean dark photos (real camera noise) i
             ms = []
             for seed in range(4):
                 ms.append(score(fit(random.Random(seed).sample(entries, min(96, len(entries))), h4, seed=seed, **kw), f'{sname} {name} seed{seed}')[1])
-            avg = {k: sum(m[k] for m in ms)/len(ms) for k in ms[0]}
-            syn = {k: v for k, v in avg.items() if not k.startswith('real_')}
-            print(f"== {sname} {name:10s} mean {sum(syn.values())/len(syn):+.2f} worst {min(syn.values()):+.2f} | "
-                  + ' '.join(f"{k[:10]} {v:+.2f}" for k, v in avg.items()), flush=True)
+            summary(f'{sname} {name}', ms)
 elif exp == 'stable':  # the eighth round: fits that vary less with the images drawn
     streams = [('mix', mix)] + ([('mix2', [e[:3] for e in torch.load(os.environ['BUFFER2'])])] if os.environ.get('BUFFER2') else [])
     h4 = FidelityConfig(hidden=4, image_stats=True)
@@ -173,11 +177,7 @@ elif exp == 'stable':  # the eighth round: fits that vary less with the images d
             ms = []
             for seed in range(4):
                 ms.append(score(fit(random.Random(seed).sample(entries, min(96, len(entries))), h4, seed=seed, **kw), f'{sname} {name} seed{seed}')[1])
-            avg = {k: sum(m[k] for m in ms)/len(ms) for k in ms[0]}
-            syn = {k: v for k, v in avg.items() if not k.startswith('real_')}
-            print(f"== {sname} {name:12s} mean {sum(syn.values())/len(syn):+.2f} worst {min(syn.values()):+.2f} | "
-                  + ' '.join(f"{k[:10]} {v:+.2f}" for k, v in avg.items())
-                  + " | real_noise per draw " + ' '.join(f"{m.get('real_noise', float('nan')):+.2f}" for m in ms), flush=True)
+            summary(f'{sname} {name}', ms)
 elif exp == 'clean':  # the eighth round: more clean samples in the stream (BUFFER2's entries, e.g. exposure-augmented)
     entries = [e[:3] for e in torch.load(os.environ['BUFFER2'])] if os.environ.get('BUFFER2') else mix
     h4 = FidelityConfig(hidden=4, image_stats=True)
@@ -189,11 +189,7 @@ elif exp == 'clean':  # the eighth round: more clean samples in the stream (BUFF
             rnd = random.Random(seed); k = round(96 * share)
             draw = rnd.sample(clean, k) + rnd.sample(other, 96 - k); rnd.shuffle(draw)
             ms.append(score(fit(draw, h4, seed=seed, norm=16), f'clean {share} seed{seed}')[1])
-        avg = {k: sum(m[k] for m in ms)/len(ms) for k in ms[0]}
-        syn = {k: v for k, v in avg.items() if not k.startswith('real_')}
-        print(f"== clean {share:.2f} mean {sum(syn.values())/len(syn):+.2f} worst {min(syn.values()):+.2f} | "
-              + ' '.join(f"{k[:10]} {v:+.2f}" for k, v in avg.items())
-              + " | real_noise per draw " + ' '.join(f"{m.get('real_noise', float('nan')):+.2f}" for m in ms), flush=True)
+        summary(f'clean {share:.2f}', ms)
 elif exp == 'clip':  # the eighth round: bounded standardised statistics, or a standardisation from more images
     entries = [e[:3] for e in torch.load(os.environ['BUFFER2'])] if os.environ.get('BUFFER2') else mix
     h4 = FidelityConfig(hidden=4, image_stats=True)
@@ -205,12 +201,7 @@ elif exp == 'clip':  # the eighth round: bounded standardised statistics, or a s
         ms = []
         for seed in range(seeds):
             ms.append(score(fit(random.Random(seed).sample(entries, min(96, len(entries))), h4, seed=seed, norm=norm), f'{name} seed{seed}')[1])
-        avg = {k: sum(m[k] for m in ms)/len(ms) for k in ms[0]}
-        syn = {k: v for k, v in avg.items() if not k.startswith('real_')}
-        means = [sum(v for k, v in m.items() if not k.startswith('real_'))/len(syn) for m in ms]
-        print(f"== {name:14s} mean {sum(syn.values())/len(syn):+.2f} (draws {min(means):+.2f}..{max(means):+.2f}) worst {min(syn.values()):+.2f} | "
-              + ' '.join(f"{k[:10]} {v:+.2f}" for k, v in avg.items())
-              + " | real_noise per draw " + ' '.join(f"{m.get('real_noise', float('nan')):+.2f}" for m in ms), flush=True)
+        summary(name, ms)
 elif exp == 'subcrop':  # the eighth round: whole-image statistics of sub-crops too, more distinct images per restore
     raw = torch.load(os.environ['BUFFER2']) if os.environ.get('BUFFER2') else torch.load(sys.argv[1])
     h4 = FidelityConfig(hidden=4, image_stats=True)
@@ -237,12 +228,7 @@ elif exp == 'subcrop':  # the eighth round: whole-image statistics of sub-crops 
             draw = rnd.sample(raw, min(96, len(raw)))
             stream = [x for e in draw for x in expand(e, k, side, rnd)]
             ms.append(score(fit(stream, h4, seed=seed, norm=16 * (k + 1), buf=buf, ups=8, ub=16 if k == 0 else 32, chunk=4 * (k + 1)), f'{name} seed{seed}')[1])
-        avg = {k: sum(m[k] for m in ms)/len(ms) for k in ms[0]}
-        syn = {k: v for k, v in avg.items() if not k.startswith('real_')}
-        means = [sum(v for k, v in m.items() if not k.startswith('real_'))/len(syn) for m in ms]
-        print(f"== {name:14s} mean {sum(syn.values())/len(syn):+.2f} (draws {min(means):+.2f}..{max(means):+.2f}) worst {min(syn.values()):+.2f} | "
-              + ' '.join(f"{k[:10]} {v:+.2f}" for k, v in avg.items())
-              + " | real_noise per draw " + ' '.join(f"{m.get('real_noise', float('nan')):+.2f}" for m in ms), flush=True)
+        summary(name, ms)
 elif exp == 'select':  # the eighth round: several gates fitted on the same stream, the one with the lowest loss kept
     entries = [e[:3] for e in torch.load(os.environ['BUFFER2'])] if os.environ.get('BUFFER2') else mix
     h4 = FidelityConfig(hidden=4, image_stats=True)
@@ -265,9 +251,4 @@ elif exp == 'select':  # the eighth round: several gates fitted on the same stre
             print('losses', ' '.join(f'{l:.3f}' for l in losses), flush=True)
             ms.append(score(gates[min(range(K), key=lambda i: losses[i])], f'best of {K} seed{seed}')[1])
         for tag, mm in (('best of %d' % K, ms),):
-            avg = {k: sum(m[k] for m in mm)/len(mm) for k in mm[0]}
-            syn = {k: v for k, v in avg.items() if not k.startswith('real_')}
-            means = [sum(v for k, v in m.items() if not k.startswith('real_'))/len(syn) for m in mm]
-            print(f"== {tag:14s} mean {sum(syn.values())/len(syn):+.2f} (draws {min(means):+.2f}..{max(means):+.2f}) worst {min(syn.values()):+.2f} | "
-                  + ' '.join(f"{k[:10]} {v:+.2f}" for k, v in avg.items())
-                  + " | real_noise per draw " + ' '.join(f"{m.get('real_noise', float('nan')):+.2f}" for m in mm), flush=True)
+            summary(tag, mm)

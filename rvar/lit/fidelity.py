@@ -67,7 +67,8 @@ class FidelityModule(RVARModule):
             each gate's loss its own), of which the stage keeps, at the end of training, the one with the lowest
             loss on the whole images in its buffer (averaged over processes). 1: one gate, as before. A fit from
             96 images sometimes gives up a whole degradation (the input kept for every low-light photo); on one
-            demo's restorer, 6 draws, the best of 4 raised the worst draw from +1.87 to +2.39 dB (BENCHMARKS.md).
+            demo's restorer, 6 draws, the best of 4 raised the worst draw from +2.18 to +2.35 dB and the mean from
+            +2.45 to +2.66 (BENCHMARKS.md, eighth round).
         restore_precision: precision of the frozen restorer's restorations (``rvar restore --precision``: fp32,
             bf16 or auto, bf16 where the device has it natively). The gate trains in fp32 either way. On a CPU with
             native bf16 the restorations take 2.4x less time and match fp32's to 57 dB
@@ -142,8 +143,10 @@ class FidelityModule(RVARModule):
         return self._log_mse((out_B3HW - clean_B3HW).square().mean(dim=(1, 2, 3)))
 
     def _log_mse(self, mse_B: torch.Tensor) -> torch.Tensor:
+        """Mean over the first axis (images) of log(MSE + floor): a scalar for (B,), one value per column for
+        (B, candidates)."""
         floor = 4.0 * 10.0 ** (-self.psnr_cap / 10.0)  # the MSE of [-1, 1] images at psnr_cap dB
-        return torch.log(mse_B + floor).mean()
+        return torch.log(mse_B + floor).mean(0)
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> torch.Tensor:
         x, restored, round_trip = self.restore(batch)
@@ -189,33 +192,30 @@ class FidelityModule(RVARModule):
                 totals += self.candidate_losses(both) * len(chunk)
         return totals / max(len(self.buffer), 1)
 
-    def best_candidate(self) -> Optional[int]:
-        """Index of the candidate with the lowest loss on the buffer (averaged over processes), or None: one gate,
-        or no update made yet."""
+    def ranked_losses(self) -> Optional[torch.Tensor]:
+        """:meth:`buffer_losses` averaged over processes, or None: one gate, or no update made yet."""
         if not self.rivals or not self.buffer or (self.gate.config.standardise and not self.standardised()):
             return None
         losses = self.buffer_losses()
-        if self.trainer.world_size > 1:
-            losses = self.trainer.strategy.reduce(losses, reduce_op="mean")
-        self.candidate_losses_seen = [float(v) for v in losses]
-        return int(losses.argmin())
+        return self.trainer.strategy.reduce(losses, reduce_op="mean") if self.trainer.world_size > 1 else losses
 
     def on_validation_epoch_start(self) -> None:
         """Validate the candidate the stage would keep now (the first before any update), so the logged
         validation metrics are those of the gate that would be exported."""
-        self.validated = self.best_candidate() or 0
+        losses = self.ranked_losses()
+        self.validated = 0 if losses is None else int(losses.argmin())
 
     def on_train_end(self) -> None:
         """Keep the candidate with the lowest loss on the buffer (before the export, which runs at fit end)."""
-        best = self.best_candidate()
-        if best is None:
+        losses = self.ranked_losses()
+        if losses is None:
             return
-        self.chosen_candidate = best
+        best = self.chosen_candidate = int(losses.argmin())
         if best:
             self.gate.load_state_dict(self.candidates()[best].state_dict())
         self.validated = 0
-        rank_zero_info(f"fidelity: kept gate {best + 1} of {len(self.candidates())} (loss on the buffer's "
-                       f"{len(self.buffer)} images: {', '.join(f'{v:.3f}' for v in self.candidate_losses_seen)})")
+        rank_zero_info(f"fidelity: kept gate {best + 1} of {len(losses)} (loss on the buffer's {len(self.buffer)} "
+                       f"images: {', '.join(f'{float(v):.3f}' for v in losses)})")
 
     def standardised(self) -> bool:
         """Whether the gate's standardisation is set (a fresh gate's is the identity: mean 0, spread 1 exactly,
@@ -240,7 +240,7 @@ class FidelityModule(RVARModule):
 
     def candidate_losses(self, both: torch.Tensor) -> torch.Tensor:
         """(candidates,): :meth:`gated_loss` of every candidate on the same :meth:`crops`, computed as one wider
-        network (their layers side by side, the second grouped per candidate), so 4 candidates cost about 1.5x one
+        network (their layers side by side, the second grouped per candidate), so 4 candidates cost 1.3x one
         gate, not 4x (``benchmarks/gate_candidates_cost.py``). The candidates share their standardisation."""
         gates = self.candidates()
         if len(gates) == 1:
@@ -258,9 +258,7 @@ class FidelityModule(RVARModule):
         ab = torch.sigmoid(ab)
         a, b = ab[:, 0::2, None], ab[:, 1::2, None]  # (B, candidates, 1, H, W)
         lost, change, wanted = (both[:, None, n + k:n + k + 3] for k in (0, 3, 6))
-        error = (a * lost + b * change - wanted).square().mean(dim=(2, 3, 4))  # (B, candidates)
-        floor = 4.0 * 10.0 ** (-self.psnr_cap / 10.0)
-        return torch.log(error + floor).mean(0)
+        return self._log_mse((a * lost + b * change - wanted).square().mean(dim=(2, 3, 4)))  # over B, per candidate
 
     def gated_loss(self, gate: FidelityGate, both: torch.Tensor) -> torch.Tensor:
         """:meth:`loss` of ``gate``'s output on :meth:`crops`."""
