@@ -5,7 +5,8 @@ degradation and the input as uint8) for N training-mix 256 px images restored as
     python benchmarks/gate_study/collect_buffer.py RESTORER_DECODED.ckpt OUT.pt 480 [SEED]
 
 AUGMENT=exposure (comma-separated names of rvar.data.datasets.AUGMENTATIONS) sets the data's ``augment``;
-OPTIONS='{"low_light": {"gain": [0.15, 0.5]}}' (JSON) replaces those degradations' options.
+OPTIONS='{"low_light": {"gain": [0.15, 0.5]}}' (JSON) replaces those degradations' options. CROP=128 restores
+smaller images (the data's crop_size; 256 as the stage).
 """
 import os, sys, yaml, torch, time
 from rvar.data import DegradationDataModule
@@ -14,6 +15,8 @@ from rvar.pixels import to_signed
 ckpt, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cfg = yaml.safe_load(open('experiments/tiny/fidelity.yaml'))['data']['init_args']
 cfg.update(num_workers=0, batch_size=4)
+if os.environ.get('CROP'):
+    cfg['crop_size'] = int(os.environ['CROP'])
 if os.environ.get('OPTIONS'):
     import json
     for name, options in json.loads(os.environ['OPTIONS']).items():

@@ -6,7 +6,8 @@ hidden 8), grid (standardised, 96 images, 4 draws: caps, updates, hidden 4), sma
 
     python benchmarks/gate_study/fit_stream.py BUFFER.pt VAL.pt [GATED.ckpt|""] EXPERIMENT
 
-WAIT=16 makes no update until 16 images are buffered, as the stage; IMAGES=84 sets select's draw size.
+WAIT=16 makes no update until 16 images are buffered, as the stage; IMAGES=84 sets select's draw size; UPS=4
+sets the updates per batch of 4 (8, as the stage).
 REAL=collect_real.py's OUT.pt also scores each gate on real pairs (their own columns, real_noise and real_rain,
 outside the synthetic mean). Experiment dark (the eighth round): BUFFER.pt's stream against BUFFER2=another
 buffer's (e.g. collected with AUGMENT=exposure), and clean-sample weights.
@@ -245,8 +246,9 @@ elif exp == 'select':  # the eighth round: several gates fitted on the same stre
         ms, ms_ens = [], []
         for seed in range(seeds):
             draw = random.Random(seed).sample(entries, min(int(os.environ.get('IMAGES', 96)), len(entries)))
-            gates = ([fit(draw, h4, seed=seed, init_seed=seed * 100 + k, norm=16) for k in range(K)]
-                     if os.environ.get('SHARED') else [fit(draw, h4, seed=seed * 100 + k, norm=16) for k in range(K)])
+            ups = int(os.environ.get('UPS', 8))
+            gates = ([fit(draw, h4, seed=seed, init_seed=seed * 100 + k, norm=16, ups=ups) for k in range(K)]
+                     if os.environ.get('SHARED') else [fit(draw, h4, seed=seed * 100 + k, norm=16, ups=ups) for k in range(K)])
             losses = [buffer_loss(g, draw) for g in gates]
             print('losses', ' '.join(f'{l:.3f}' for l in losses), flush=True)
             ms.append(score(gates[min(range(K), key=lambda i: losses[i])], f'best of {K} seed{seed}')[1])

@@ -60,6 +60,8 @@ class RefinerModule(RVARModule):
             None: rvar's recipe. ``experiments/refiner.yaml`` sets the published one.
         prior_decoding: decode the frozen prior's samples this way (``PriorConfig.decoding``), here and in the
             restorer checkpoint; None: as the prior checkpoint says.
+        blend_degraded: add the residual to a learned per-token blend of f_hat and the degraded latent
+            (``RefinerConfig.blend_degraded``; needs ``condition_on_degraded``, not ``residual_from_degraded``).
     """
 
     def __init__(self, prior_ckpt: str, refiner_dim: int = 384, refiner_depth: int = 12, refiner_heads: int = 6,
@@ -70,7 +72,7 @@ class RefinerModule(RVARModule):
                  whole_image_context: bool = False, prior_inputs: bool = True,
                  prior_drop_path_rate: Optional[float] = None,
                  optimization: Optional[OptimizationConfig] = None,
-                 prior_decoding: Optional[str] = None) -> None:
+                 prior_decoding: Optional[str] = None, blend_degraded: bool = False) -> None:
         super().__init__(grid_images)
         optimization = OptimizationConfig(**optimization) if isinstance(optimization, dict) else optimization
         self.save_hyperparameters(ignore=["optimizer"])
@@ -79,6 +81,9 @@ class RefinerModule(RVARModule):
         self.pixel_weight = float(pixel_weight)
         if not prior_inputs and not residual_from_degraded:
             raise UserError("RefinerModule: prior_inputs false (the no-prior ablation) needs residual_from_degraded true")
+        if blend_degraded and (residual_from_degraded or not condition_on_degraded):
+            raise UserError("RefinerModule: blend_degraded needs condition_on_degraded true and residual_from_degraded "
+                            "false (the blend replaces the choice between the two bases)")
         # 1. frozen tokenizer and prior
         restorer = build_restorer(load_checkpoint(prior_ckpt, kinds=("prior", "restorer")), prior_ckpt)
         self.tokenizer, self.prior = restorer.tokenizer, restorer.prior
@@ -95,7 +100,7 @@ class RefinerModule(RVARModule):
             pc, dim=refiner_dim, depth=refiner_depth, heads=refiner_heads, mlp_dim=refiner_mlp_dim,
             in_dim_degraded=pc.z_channels if condition_on_degraded else 0,
             residual_from_degraded=residual_from_degraded, in_dim_context=pc.z_channels if whole_image_context else 0,
-            reads_prior=prior_inputs))
+            reads_prior=prior_inputs, blend_degraded=blend_degraded))
         # 3. optional activation checkpointing (training memory)
         if gradient_checkpointing:
             enable_activation_checkpointing(refiner_units(self.refiner))

@@ -14,6 +14,11 @@ residual to that latent instead of to f_hat, so the refiner starts as the tokeni
 image (which mild degradations leave close to the clean one) and learns what to change. The released refiner sees the degraded image only through the prior's hidden states; a small
 prior trained for minutes passes little detail that way, and the direct path lets the refiner recover what
 the quantised latent lost (the continuous path is what lifts RestoreVAR above its VQ ceiling).
+``blend_degraded`` adds the residual to a per-token blend instead, ``f_hat + m (degraded - f_hat)`` with ``m`` in
+[0, 1] from a linear head on the refiner's last features (starting at one half), so the refiner can keep the prior's
+latent where it restores and the degraded latent where the latent path loses detail (noise, blur, JPEG). Tried in
+a demo's budget (BENCHMARKS.md, issue #21 ninth round), it raised noise, blur and JPEG but lost haze, snow and low
+light, and is off in every recipe.
 ``in_dim_context > 0`` appends the continuous latent of the *whole* degraded image, resized to the native size,
 to the tokens the refiner cross-attends to: a model that restores a large image tile by tile otherwise cannot tell
 a dark scene (a night sky) from a low-light tile, and brightens both (the released model sees the whole image).
@@ -52,8 +57,12 @@ class RefinerConfig:
     residual_from_degraded: bool = False  # residual added to the degraded latent, not to f_hat (see above)
     in_dim_context: int = 0  # 0: none; > 0: whole-image context latent of this width, seq_len tokens (see above)
     reads_prior: bool = True  # False: the no-prior ablation (see above)
+    blend_degraded: bool = False  # the residual goes on a learned per-token blend of f_hat and the degraded latent
 
     def __post_init__(self) -> None:
+        if self.blend_degraded and (self.residual_from_degraded or self.in_dim_degraded != self.out_dim):
+            raise ValueError("blend_degraded needs the degraded latent as input (in_dim_degraded = out_dim) and "
+                             "residual_from_degraded false")
         if not self.reads_prior and not self.residual_from_degraded:
             raise ValueError("a refiner that does not read the prior (reads_prior false) needs residual_from_degraded")
         if self.residual_from_degraded and self.in_dim_degraded != self.out_dim:
@@ -179,6 +188,8 @@ class LatentRefiner(nn.Module):
         # 3. body and output projection
         self.transformer = Transformer(cfg)
         self.proj_out = nn.Linear(cfg.dim, cfg.out_dim, bias=False)
+        if cfg.blend_degraded:  # per token: how much of the way from f_hat to the degraded latent the base moves
+            self.proj_blend = nn.Linear(cfg.dim, 1)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -188,6 +199,9 @@ class LatentRefiner(nn.Module):
             nn.init.trunc_normal_(self.pos_embedding_context, std=0.02)
         # start as the identity map: the residual begins at zero and grows with training
         nn.init.zeros_(self.proj_out.weight)
+        if self.config.blend_degraded:  # the blend starts at one half everywhere
+            nn.init.zeros_(self.proj_blend.weight)
+            nn.init.zeros_(self.proj_blend.bias)
 
     @property
     def uses_degraded(self) -> bool:
@@ -222,5 +236,9 @@ class LatentRefiner(nn.Module):
         if context_BNC is not None:
             context = self.proj_in_context(self.norm_in_context(context_BNC)) + self.pos_embedding_context[:, :N]
             cond = torch.cat([cond, context], dim=1)
-        base_BNC = degraded_BNC if self.config.residual_from_degraded else f_hat_BNC
-        return base_BNC + self.proj_out(self.transformer(x, cond))
+        h_BND = self.transformer(x, cond)
+        if self.config.blend_degraded:
+            base_BNC = f_hat_BNC + torch.sigmoid(self.proj_blend(h_BND)) * (degraded_BNC - f_hat_BNC)
+        else:
+            base_BNC = degraded_BNC if self.config.residual_from_degraded else f_hat_BNC
+        return base_BNC + self.proj_out(h_BND)

@@ -221,6 +221,34 @@ def test_refiner_residual_from_degraded_starts_as_the_degraded_round_trip():
         RefinerConfig(residual_from_degraded=True)  # no degraded input to add the residual to
 
 
+def test_refiner_blend_degraded_starts_halfway_and_learns_the_blend_per_token():
+    from rvar.nn.prior import PriorConfig
+    from rvar.nn.restorer import Restorer
+
+    tok = TokenizerConfig.cpu_f8()
+    prior = PriorConfig.tiny(patch_nums=tok.patch_nums, vocab_size=tok.vocab_size)
+    refiner = RefinerConfig.for_prior(prior, dim=64, depth=1, heads=2, mlp_dim=64, in_dim_degraded=32,
+                                      blend_degraded=True)
+    restorer = Restorer(tok, prior, refiner).eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = restorer.restore(x)
+    degraded = restorer.tokenizer.encode_continuous(x)
+    # at the start the base is halfway from the prior's f_hat to the degraded latent, and no residual is added
+    assert torch.allclose(out.f_refined, (out.f_hat.float() + degraded) / 2, atol=1e-5)
+    # the blend is per token: one step on a target at the degraded latent moves the base towards it
+    net = restorer.refiner
+    f_hat = out.f_hat.float().flatten(2).transpose(1, 2)
+    d = degraded.flatten(2).transpose(1, 2)
+    last = torch.randn(2, refiner.seq_len_cond, refiner.in_dim_cond)
+    loss = (net(f_hat, last, d) - d).abs().mean()
+    loss.backward()
+    assert net.proj_blend.bias.grad.item() < 0  # a larger blend lowers the loss
+    for bad in (dict(in_dim_degraded=32, blend_degraded=True, residual_from_degraded=True),
+                dict(blend_degraded=True)):
+        with pytest.raises(ValueError, match="blend_degraded"):
+            RefinerConfig(**bad)
+
+
 def test_ldm_residual_on_condition_adds_the_degraded_latent():
     module = LatentDiffusionRestorer(tokenizer_ckpt=str(FIXTURES / "tiny_vae.pth"), tokenizer_preset="tiny",
                                      prediction_type="sample", residual_on_condition=True).eval()
