@@ -6,7 +6,8 @@
 #
 # DEMO_OUT is an `rvar demo --out` folder (its configs/ and prior.ckpt are read, nothing there is written);
 # NEW_OUT gets restorer_refined.ckpt, restorer_decoded.ckpt, restorevar.ckpt, runs/, the three logs and its own
-# mlflow.db. Run it on an idle machine: the stages are wall-time budgeted. Then, e.g.,
+# mlflow.db. PYTHON=.venv/bin/python picks the interpreter. Run it on an idle machine: the stages are wall-time
+# budgeted. Then, e.g.,
 #   python benchmarks/gate_study/collect_val.py NEW_OUT/restorevar.ckpt val.pt 18
 set -euo pipefail
 D=$(cd "$1" && pwd); mkdir -p "$2"; O=$(cd "$2" && pwd); OV=${3:-}
@@ -16,10 +17,11 @@ for s in refiner decoder fidelity; do
   sed "s#$D/restorer_refined.ckpt#$O/restorer_refined.ckpt#; s#$D/restorer_decoded.ckpt#$O/restorer_decoded.ckpt#;
        s#$D/restorevar.ckpt#$O/restorevar.ckpt#; s#$D/runs/#$O/runs/#" "$D/configs/$s.yaml" > "$O/configs/$s.yaml"
 done
+PY=${PYTHON:-python}
 export PYTHONPATH=$ROOT NO_ALBUMENTATIONS_UPDATE=1 MLFLOW_TRACKING_URI=sqlite:///$O/mlflow.db
 cd "$ROOT"
 # shellcheck disable=SC2086
-python -m rvar fit --config "$O/configs/refiner.yaml" $OV > "$O/refiner.log" 2>&1
-python -m rvar fit --config "$O/configs/decoder.yaml" > "$O/decoder.log" 2>&1
-python -m rvar fit --config "$O/configs/fidelity.yaml" > "$O/fidelity.log" 2>&1
+"$PY" -m rvar fit --config "$O/configs/refiner.yaml" $OV > "$O/refiner.log" 2>&1
+"$PY" -m rvar fit --config "$O/configs/decoder.yaml" > "$O/decoder.log" 2>&1
+"$PY" -m rvar fit --config "$O/configs/fidelity.yaml" > "$O/fidelity.log" 2>&1
 grep -h "validation at\|kept gate" "$O/refiner.log" "$O/decoder.log" "$O/fidelity.log" | cut -c1-200
