@@ -17,8 +17,8 @@ the quantised latent lost (the continuous path is what lifts RestoreVAR above it
 ``blend_degraded`` adds the residual to a per-token blend instead, ``f_hat + m (degraded - f_hat)`` with ``m`` in
 [0, 1] from a linear head on the refiner's last features (starting at one half), so the refiner can keep the prior's
 latent where it restores and the degraded latent where the latent path loses detail (noise, blur, JPEG). Tried in
-a demo's budget (BENCHMARKS.md, issue #21 ninth round), it raised noise, blur and JPEG but lost haze, snow and low
-light, and is off in every recipe.
+a demo's budget (BENCHMARKS.md, ninth round), it raised noise, blur and JPEG but lost haze, snow and low light, and
+is off in every recipe.
 ``in_dim_context > 0`` appends the continuous latent of the *whole* degraded image, resized to the native size,
 to the tokens the refiner cross-attends to: a model that restores a large image tile by tile otherwise cannot tell
 a dark scene (a night sky) from a low-light tile, and brightens both (the released model sees the whole image).
