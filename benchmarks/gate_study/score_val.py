@@ -3,7 +3,6 @@ per degradation, mean over the photos:
 
     python benchmarks/gate_study/score_val.py VAL.pt GATED.ckpt
 """
-# ungated vs the checkpoint's own gate on collect_val tensors, per degradation
 import sys, torch, collections
 from rvar.nn.checkpoints import load_checkpoint, build_restorer
 from rvar.eval.metrics import psnr_per_image

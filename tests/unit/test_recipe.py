@@ -243,6 +243,7 @@ def test_refiner_blend_degraded_starts_halfway_and_learns_the_blend_per_token():
     loss = (net(f_hat, last, d) - d).abs().mean()
     loss.backward()
     assert net.proj_blend.bias.grad.item() < 0  # a larger blend lowers the loss
+    assert net.proj_blend.weight.grad.abs().sum() > 0  # the blend reads each token's features, not one constant
     for bad in (dict(in_dim_degraded=32, blend_degraded=True, residual_from_degraded=True),
                 dict(blend_degraded=True)):
         with pytest.raises(ValueError, match="blend_degraded"):
