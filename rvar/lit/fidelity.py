@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from rvar.errors import UserError
 from rvar.lit.base import RVARModule
 from rvar.nn.checkpoints import build_restorer, load_checkpoint
-from rvar.nn.fidelity import FidelityConfig, FidelityGate
+from rvar.nn.fidelity import IMAGE_FEATURES, FidelityConfig, FidelityGate, fit_switch
 from rvar.pixels import to_signed, to_unit
 
 Sample = Tuple[torch.Tensor, torch.Tensor]  # the gate statistics (F, H, W); x - T, T - R, clean - R (9, H, W)
@@ -115,6 +115,7 @@ class FidelityModule(RVARModule):
         self.rivals = torch.nn.ModuleList(FidelityGate(self.gate.config) for _ in range(int(candidates) - 1))
         self.validated = 0  # the candidate validation uses: the one the stage would keep (on_validation_epoch_start)
         self.buffer: List[Sample] = []
+        self.buffer_labels: List[str] = []  # each buffered image's degradation label (the image switch's classes)
         self.automatic_optimization = False  # several gate updates per restored batch
         self.native_crops_only = False  # whole images of any size, restored tile by tile
 
@@ -156,7 +157,9 @@ class FidelityModule(RVARModule):
             diffs = torch.cat([x - round_trip, round_trip - restored, clean - restored], dim=1)
         for s, d in zip(stats, diffs):
             self.buffer.append((s.to("cpu", torch.float16), d.to("cpu", torch.float16)))
+        self.buffer_labels += [str(label) for label in batch["degradation"]]
         del self.buffer[:max(len(self.buffer) - self.buffer_size, 0)]
+        del self.buffer_labels[:max(len(self.buffer_labels) - self.buffer_size, 0)]
         if self.gate.config.standardise and not self.standardised():
             if len(self.buffer) < min(self.update_batch, self.buffer_size):
                 return None  # no updates until the statistics of update_batch images set the standardisation
@@ -209,6 +212,7 @@ class FidelityModule(RVARModule):
         """Keep the candidate with the lowest loss on the buffer (before the export, which runs at fit end)."""
         losses = self.ranked_losses()
         if losses is None:
+            self.fit_image_switch()
             return
         best = self.chosen_candidate = int(losses.argmin())
         if best:
@@ -216,6 +220,40 @@ class FidelityModule(RVARModule):
         self.validated = 0
         rank_zero_info(f"fidelity: kept gate {best + 1} of {len(losses)} (loss on the buffer's {len(self.buffer)} "
                        f"images: {', '.join(f'{float(v):.3f}' for v in losses)})")
+        self.fit_image_switch()
+
+    def fit_image_switch(self) -> Optional[Dict[str, Any]]:
+        """Fit the kept gate's image-level switch (``FidelityConfig.switch_classes``) on the whole images in the
+        buffer (gathered from every process), with the gates fixed; None when the gate has no switch or the stage
+        made no update."""
+        classes = self.gate.config.switch_classes
+        if classes is None or not self.buffer or not self.standardised():
+            return None
+        self.gate.switch_fitted.fill_(0.0)  # the gates alone, as fitted
+        rows = []
+        with torch.no_grad():
+            for (s, d), label in zip(self.buffer, self.buffer_labels):
+                stats, diffs = s[None].to(self.device).float(), d[None].to(self.device).float()
+                a, b = self.gate.gates_from(stats)
+                correction, wanted = a * diffs[:, :3] + b * diffs[:, 3:6], diffs[:, 6:]
+                terms = torch.stack([(correction * correction).mean(), (correction * wanted).mean(),
+                                     (wanted * wanted).mean()])
+                index = torch.tensor([float(classes.index(label)) if label in classes else -1.0], device=self.device)
+                rows.append(torch.cat([self.gate.image_features(stats)[0], index, terms]))
+        table = torch.stack(rows)
+        if self.trainer is not None and self.trainer.world_size > 1:  # every process fits on every buffer
+            padded = torch.full((self.buffer_size, table.shape[1]), float("nan"), device=self.device)
+            padded[:len(table)] = table
+            gathered = self.trainer.strategy.all_gather(padded).reshape(-1, table.shape[1])
+            table = gathered[~gathered.isnan().any(1)]
+        n = IMAGE_FEATURES
+        floor = 4.0 * 10.0 ** (-self.psnr_cap / 10.0)
+        with torch.enable_grad():
+            summary = fit_switch(self.gate, table[:, :n], table[:, n].long(), table[:, n + 1:], floor)
+        trust = ", ".join(f"{c} {t:.2f}" for c, t in summary["trust"].items())
+        rank_zero_info(f"fidelity: image switch fitted on {len(table)} images (classifier accuracy "
+                       f"{summary['accuracy']:.2f}); trust in the restorer per label: {trust}")
+        return summary
 
     def standardised(self) -> bool:
         """Whether the gate's standardisation is set (a fresh gate's is the identity: mean 0, spread 1 exactly,

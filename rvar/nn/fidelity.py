@@ -32,13 +32,14 @@ Shapes: B batch, H/W image side; images in [-1, 1].
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 FEATURES = 6  # log-means of |R - T| and |x - T| in both windows, of the input's |Laplacian|; its brightness
+SWITCH_HIDDEN = 16  # the switch classifier's hidden width
 IMAGE_FEATURES = 9  # with image_stats: log-means of |R - T|, |x - T| and |Laplacian| over the image, its contrast,
 #                    and the five degradation descriptors of :func:`degradation_descriptors`
 
@@ -85,6 +86,13 @@ class FidelityConfig:
         image_stats: the gates also see whole-image statistics (False: local ones only, as files from before).
         standardise: the statistics are standardised per feature before the gates (False: raw, as files from
             before); the mean and spread are buffers set from the fitting stage's first images.
+        switch_classes: degradation labels of an image-level switch (None: none, as files from before). A small
+            classifier reads the standardised whole-image statistics and gives each image a probability per label;
+            each label has a learned trust in the restorer, ``t`` in [0, 1]; the image's trust ``s`` is their
+            expectation and scales both gates by ``1 - s`` (``s = 1``: the restorer's output as it is). The fitting
+            stage fits both at its end, on its buffer, with the gates fixed:
+            the classifier on the images' labels, the trusts on their PSNR (:func:`fit_switch`). Needs
+            ``image_stats`` and ``standardise``. Until fitted the switch is off.
     """
 
     hidden: int = 0
@@ -92,6 +100,7 @@ class FidelityConfig:
     large_window: int = 15
     image_stats: bool = False
     standardise: bool = False
+    switch_classes: Optional[List[str]] = None
 
     @property
     def features(self) -> int:
@@ -101,9 +110,20 @@ class FidelityConfig:
         for name in ("small_window", "large_window"):
             if getattr(self, name) < 1 or getattr(self, name) % 2 == 0:
                 raise ValueError(f"FidelityConfig.{name} must be odd and positive, got {getattr(self, name)}")
+        if self.switch_classes is not None:
+            self.switch_classes = [str(c) for c in self.switch_classes]
+            if len(self.switch_classes) < 2 or len(set(self.switch_classes)) != len(self.switch_classes):
+                raise ValueError(f"FidelityConfig.switch_classes needs two or more distinct labels, got "
+                                 f"{self.switch_classes}")
+            if not (self.image_stats and self.standardise):
+                raise ValueError("FidelityConfig.switch_classes needs image_stats and standardise")
 
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        """The fields; ``switch_classes`` only when set, so a gate without a switch is described as before."""
+        fields = asdict(self)
+        if fields["switch_classes"] is None:
+            del fields["switch_classes"]
+        return fields
 
 
 def _box(t_B1HW: torch.Tensor, side: int) -> torch.Tensor:
@@ -132,6 +152,29 @@ class FidelityGate(nn.Module):
         if config.standardise:  # identity until set_standardisation; saved with the gate
             self.register_buffer("feature_mean", torch.zeros(1, n, 1, 1))
             self.register_buffer("feature_std", torch.ones(1, n, 1, 1))
+        if config.switch_classes is not None:  # the image-level switch: off until fitted (switch_fitted 1)
+            self.switch_classifier = nn.Sequential(nn.Linear(IMAGE_FEATURES, SWITCH_HIDDEN), nn.Tanh(),
+                                                   nn.Linear(SWITCH_HIDDEN, len(config.switch_classes)))
+            self.switch_trust = nn.Parameter(torch.zeros(len(config.switch_classes)))  # logits of t per label
+            self.register_buffer("switch_fitted", torch.zeros(()))
+
+    @property
+    def has_switch(self) -> bool:
+        return self.config.switch_classes is not None and bool(self.switch_fitted)
+
+    def image_features(self, statistics_BFHW: torch.Tensor) -> torch.Tensor:
+        """(B, IMAGE_FEATURES): the standardised whole-image statistics (constant over each image)."""
+        stats = statistics_BFHW[:, FEATURES:, :1, :1].float()
+        stats = (stats - self.feature_mean[:, FEATURES:]) / self.feature_std[:, FEATURES:]
+        return stats.flatten(1)
+
+    def switch_probabilities(self, statistics_BFHW: torch.Tensor) -> torch.Tensor:
+        """(B, classes): the classifier's probability of each label."""
+        return torch.softmax(self.switch_classifier(self.image_features(statistics_BFHW)), dim=1)
+
+    def switch(self, statistics_BFHW: torch.Tensor) -> torch.Tensor:
+        """(B,): each image's trust in the restorer, ``s``."""
+        return self.switch_probabilities(statistics_BFHW) @ torch.sigmoid(self.switch_trust)
 
     @torch.no_grad()
     def set_standardisation(self, statistics_BFHW: torch.Tensor) -> None:
@@ -171,6 +214,8 @@ class FidelityGate(nn.Module):
         if self.config.standardise:
             stats = (stats - self.feature_mean) / self.feature_std
         ab = torch.sigmoid(self.net(stats))
+        if self.has_switch:
+            ab = ab * (1 - self.switch(statistics_BFHW)).view(-1, 1, 1, 1)
         return ab[:, :1], ab[:, 1:]
 
     def forward(self, x_B3HW: torch.Tensor, restored_B3HW: torch.Tensor, round_trip_B3HW: torch.Tensor,
@@ -181,4 +226,64 @@ class FidelityGate(nn.Module):
         return restored_B3HW + weight * correction
 
 
-__all__ = ["FidelityConfig", "FidelityGate", "FEATURES", "IMAGE_FEATURES", "degradation_descriptors"]
+def fit_switch(gate: FidelityGate, features_BF: torch.Tensor, labels_B: torch.Tensor, terms_B3: torch.Tensor,
+               floor: float, steps: int = 400, folds: int = 5) -> Dict[str, Any]:
+    """Fit ``gate``'s image-level switch (``FidelityConfig.switch_classes``) with its gates fixed, and turn it on.
+
+    Args:
+        features_BF: :meth:`FidelityGate.image_features` of B whole images.
+        labels_B: each image's label, an index into ``switch_classes`` (-1: none of them; such images count for
+            the trusts but not for the classifier).
+        terms_B3: per image, with ``c`` the gates' correction ``a (x - T) + b (T - R)`` and ``w = clean - R``:
+            the means of ``c^2``, ``c w`` and ``w^2``, so the switched output's error is exactly
+            ``(1 - s)^2 c^2 - 2 (1 - s) c w + w^2``.
+        floor: added to each image's MSE before the log (the fitting stage's PSNR cap).
+        steps: Adam steps of each fit.
+        folds: the classifier's probabilities that the trusts are fitted on come from ``folds`` fits, each on the
+            other folds' images.
+
+    Returns: the classifier's held-out (k-fold) accuracy on the labelled images and each label's trust, ``t``.
+    """
+    features_BF, terms_B3 = features_BF.float(), terms_B3.float()
+    labelled = labels_B >= 0
+    classifier = gate.switch_classifier
+    start = {k: v.clone() for k, v in classifier.state_dict().items()}
+
+    def train(rows: torch.Tensor) -> None:  # cross-entropy on the labelled images among rows, from the start
+        classifier.load_state_dict(start)
+        rows = rows[labelled[rows]]
+        if len(rows) == 0:
+            return
+        opt = torch.optim.Adam(classifier.parameters(), lr=1e-2, weight_decay=1e-3)
+        for _ in range(steps):
+            loss = F.cross_entropy(classifier(features_BF[rows]), labels_B[rows])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    # 1. which degradation each image shows. The trusts are fitted on probabilities the classifier gives images
+    # it was not trained on (k-fold), so they price in its mistakes: on its own training images it is always right
+    order = torch.randperm(len(features_BF), generator=torch.Generator().manual_seed(0)).to(features_BF.device)
+    probabilities = torch.zeros(len(features_BF), len(gate.config.switch_classes), device=features_BF.device)
+    for fold in order.chunk(min(folds, len(order))):
+        train(order[~torch.isin(order, fold)])
+        with torch.no_grad():
+            probabilities[fold] = torch.softmax(classifier(features_BF[fold]), dim=1)
+    with torch.no_grad():
+        accuracy = float((probabilities.argmax(1) == labels_B)[labelled].float().mean()) if labelled.any() else 0.0
+    train(torch.arange(len(features_BF)))  # the classifier kept: trained on every image
+    # 2. how far to trust the restorer on each label: the mean log MSE of the switched output, classifier fixed
+    opt = torch.optim.Adam([gate.switch_trust], lr=5e-2)
+    c2, cw, w2 = terms_B3.unbind(1)
+    for _ in range(steps):
+        keep = 1 - probabilities @ torch.sigmoid(gate.switch_trust)
+        loss = torch.log((keep * keep * c2 - 2 * keep * cw + w2).clamp_min(0) + floor).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    gate.switch_fitted.fill_(1.0)
+    trust = torch.sigmoid(gate.switch_trust.detach())
+    return {"accuracy": accuracy, "trust": {c: float(t) for c, t in zip(gate.config.switch_classes, trust)}}
+
+
+__all__ = ["FidelityConfig", "FidelityGate", "FEATURES", "IMAGE_FEATURES", "degradation_descriptors", "fit_switch"]

@@ -223,3 +223,19 @@ def test_fidelity_fit_with_candidates_keeps_the_gate_with_the_lowest_buffer_loss
     module.on_train_end()
     assert module.chosen_candidate == best and module.validated == 0  # now copied into the gate itself
     assert torch.equal(module.gate.net[-1].bias, module.rivals[best - 1].net[-1].bias)
+
+
+def test_fidelity_fit_fits_the_image_switch_at_its_end(rvar_data_home, tmp_path):
+    from rvar.lit import FidelityModule
+    from rvar.nn.fidelity import FidelityConfig
+
+    source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
+    gate = FidelityConfig(hidden=4, image_stats=True, standardise=True, switch_classes=["gaussian_noise", "haze"])
+    module = FidelityModule(str(source), gate=gate, updates_per_batch=1, update_batch=2, buffer_size=4,
+                            val_max_batches=1)
+    fit(module, rvar_data_home, tmp_path, steps=2, crop_size=64)
+    assert sorted(set(module.buffer_labels)) <= ["gaussian_noise", "haze"] and len(module.buffer_labels) == 4
+    assert module.gate.has_switch
+    restorer = build_restorer(load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",)), "export")
+    assert restorer.gate.has_switch and restorer.gate.config.switch_classes == ["gaussian_noise", "haze"]
+    assert torch.equal(restorer.gate.switch_trust, module.gate.switch_trust)

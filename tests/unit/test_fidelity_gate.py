@@ -162,3 +162,42 @@ def test_a_standardising_gate_travels_with_its_restorer(tmp_path):
         assert torch.equal(getattr(loaded.gate, name), getattr(gate, name))
     image = torch.rand(1, 3, plain.image_size, plain.image_size) * 2 - 1
     assert torch.equal(loaded.restore(image).image, gated.restore(image).image)
+
+
+def test_the_image_switch_learns_per_label_trust_and_travels_with_its_restorer(tmp_path):
+    from rvar.nn.fidelity import fit_switch
+
+    config = FidelityConfig(hidden=4, image_stats=True, standardise=True, switch_classes=["none", "rain"])
+    gate = FidelityGate(config)
+    g = torch.Generator().manual_seed(0)
+    # 40 images per label, their whole-image features in two clusters; on "rain" images the restorer's own output
+    # is right (w = clean - R = 0), on "none" images the gates' correction is (w = c)
+    features = torch.cat([torch.randn(40, IMAGE_FEATURES, generator=g) - 2, torch.randn(40, IMAGE_FEATURES, generator=g) + 2])
+    labels = torch.cat([torch.zeros(40), torch.ones(40)]).long()
+    labels[0] = -1  # an image of no listed label counts for the trusts only
+    c2 = torch.rand(80, generator=g) * 0.01 + 0.01
+    terms = torch.stack([c2, torch.where(labels == 1, 0.0, c2), torch.where(labels == 1, 0.0, c2)], dim=1)
+    stats = torch.zeros(2, config.features, 8, 8)
+    stats[:, FEATURES:] = torch.stack([features[5], features[45]])[:, :, None, None]
+    before = gate.gates_from(stats)
+    assert not gate.has_switch
+    summary = fit_switch(gate, features, labels, terms, floor=4e-4)
+    assert gate.has_switch and summary["accuracy"] > 0.9  # held-out (k-fold) accuracy on the labelled images
+    assert summary["trust"]["rain"] > 0.9 and summary["trust"]["none"] < 0.1
+    after = gate.gates_from(stats)
+    for old, new in zip(before, after):  # the "none" image keeps its gates, the "rain" image drops them
+        assert torch.allclose(new[0], old[0], atol=0.05) and bool((new[1] < 0.1 * old[1]).all())
+    # a restorer carries the fitted switch: same output after a save and a load
+    plain = tiny_restorer().eval()
+    gated = Restorer.from_networks(plain.tokenizer, plain.prior, plain.refiner, gate).eval()
+    path = save_checkpoint(tmp_path / "switched.ckpt", gated)
+    ckpt = load_checkpoint(path, kinds=("restorer",))
+    assert ckpt["model"]["init_args"]["gate"]["switch_classes"] == ["none", "rain"]
+    loaded = build_restorer(ckpt, str(path)).eval()
+    assert loaded.gate.has_switch
+    image = torch.rand(1, 3, plain.image_size, plain.image_size) * 2 - 1
+    assert torch.equal(loaded.restore(image).image, gated.restore(image).image)
+    for bad in (dict(switch_classes=["none", "rain"]), dict(image_stats=True, standardise=True, switch_classes=["rain"]),
+                dict(image_stats=True, standardise=True, switch_classes=["rain", "rain"])):
+        with pytest.raises(ValueError, match="switch_classes"):
+            FidelityConfig(**bad)
