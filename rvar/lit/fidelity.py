@@ -113,6 +113,10 @@ class FidelityModule(RVARModule):
         self.gate = FidelityGate(gate or FidelityConfig(image_stats=True, standardise=True))
         # the other candidates (the first is self.gate, which the stage exports); each its own random start
         self.rivals = torch.nn.ModuleList(FidelityGate(self.gate.config) for _ in range(int(candidates) - 1))
+        for gate in self.candidates():  # an image switch is fitted at the end, not by the updates (nor seen by DDP)
+            if gate.config.switch_classes is not None:
+                gate.switch_classifier.requires_grad_(False)
+                gate.switch_trust.requires_grad_(False)
         self.validated = 0  # the candidate validation uses: the one the stage would keep (on_validation_epoch_start)
         self.buffer: List[Sample] = []
         self.buffer_labels: List[str] = []  # each buffered image's degradation label (the image switch's classes)
@@ -329,7 +333,7 @@ class FidelityModule(RVARModule):
         return loss
 
     def configure_optimizers(self):
-        return self.optimizer([p for gate in self.candidates() for p in gate.parameters()])
+        return self.optimizer([p for gate in self.candidates() for p in gate.parameters() if p.requires_grad])
 
     def rvar_meta(self) -> Dict[str, Any]:
         return {"stage": "fidelity", "init_from": self.init_from, **self.decoder_meta}  # a fine-tuned decoder stays so

@@ -244,7 +244,19 @@ def fit_switch(gate: FidelityGate, features_BF: torch.Tensor, labels_B: torch.Te
 
     Returns: the classifier's held-out (k-fold) accuracy on the labelled images and each label's trust, ``t``.
     """
-    features_BF, terms_B3 = features_BF.float(), terms_B3.float()
+    params = [*gate.switch_classifier.parameters(), gate.switch_trust]
+    frozen = [not p.requires_grad for p in params]  # a fitting stage freezes them while it fits the gates (DDP)
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        return _fit_switch(gate, features_BF.float(), labels_B, terms_B3.float(), floor, steps, folds)
+    finally:
+        for p, was_frozen in zip(params, frozen):
+            p.requires_grad_(not was_frozen)
+
+
+def _fit_switch(gate: FidelityGate, features_BF: torch.Tensor, labels_B: torch.Tensor, terms_B3: torch.Tensor,
+                floor: float, steps: int, folds: int) -> Dict[str, Any]:
     labelled = labels_B >= 0
     classifier = gate.switch_classifier
     start = {k: v.clone() for k, v in classifier.state_dict().items()}

@@ -233,7 +233,13 @@ def test_fidelity_fit_fits_the_image_switch_at_its_end(rvar_data_home, tmp_path)
     gate = FidelityConfig(hidden=4, image_stats=True, standardise=True, switch_classes=["gaussian_noise", "haze"])
     module = FidelityModule(str(source), gate=gate, updates_per_batch=1, update_batch=2, buffer_size=4,
                             val_max_batches=1)
-    fit(module, rvar_data_home, tmp_path, steps=2, crop_size=64)
+    switch = [*module.gate.switch_classifier.parameters(), module.gate.switch_trust]
+    trainer = fit(module, rvar_data_home, tmp_path, steps=2, crop_size=64)
+    # the updates never touch the switch (DDP refuses parameters a step leaves unused): frozen, not optimised,
+    # and frozen again after its own fit
+    assert not any(p.requires_grad for p in switch)
+    optimised = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+    assert optimised and not optimised & {id(p) for p in switch}
     assert sorted(set(module.buffer_labels)) <= ["gaussian_noise", "haze"] and len(module.buffer_labels) == 4
     assert module.gate.has_switch
     restorer = build_restorer(load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",)), "export")
