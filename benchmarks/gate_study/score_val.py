@@ -2,11 +2,15 @@
 per degradation, mean over the photos:
 
     python benchmarks/gate_study/score_val.py VAL.pt GATED.ckpt
+
+NOSWITCH=1 scores the gate without its image switch (FidelityConfig.switch_classes), if it has one.
 """
-import sys, torch, collections
+import os, sys, torch, collections
 from rvar.nn.checkpoints import load_checkpoint, build_restorer
 from rvar.eval.metrics import psnr_per_image
 val = torch.load(sys.argv[1]); gate = build_restorer(load_checkpoint(sys.argv[2]), sys.argv[2]).gate.eval() if len(sys.argv) > 2 else None
+if gate is not None and os.environ.get('NOSWITCH') == '1' and hasattr(gate, 'switch_fitted'):
+    gate.switch_fitted.fill_(0.0)
 per = collections.defaultdict(lambda: [[], []])
 with torch.no_grad():
     for r in val:
