@@ -1,16 +1,15 @@
-"""The tenth round's look at low light: for each low-light image of a collect_buffer.py buffer (/tmp/sw/buf.pt
-unless BUFFER= says otherwise) and of collect_val.py tensors, its mean brightness and the PSNR of the input, of the
-restorer's output R and of the gate's output G (without its image switch).
+"""The tenth round's look at low light: for each low-light image of a collect_buffer.py buffer and of collect_val.py
+tensors (both from GATED.ckpt's restorer), its mean brightness and the PSNR of the input, of the restorer's output R
+and of the gate's output G (without its image switch).
 
-    python benchmarks/gate_study/dark_low_light.py GATED.ckpt VAL.pt | sort -k3 -n
+    python benchmarks/gate_study/dark_low_light.py GATED.ckpt BUFFER.pt VAL.pt | sort -k3 -n
 """
-import os
 import sys, torch
 from rvar.nn.checkpoints import load_checkpoint, build_restorer
 from rvar.eval.metrics import psnr_per_image
-buf = torch.load(os.environ.get('BUFFER', '/tmp/sw/buf.pt')); gate = build_restorer(load_checkpoint(sys.argv[1]), sys.argv[1]).gate.eval()
+buf = torch.load(sys.argv[2]); gate = build_restorer(load_checkpoint(sys.argv[1]), sys.argv[1]).gate.eval()
 if hasattr(gate, 'switch_fitted'): gate.switch_fitted.fill_(0)
-val = torch.load(sys.argv[2])
+val = torch.load(sys.argv[3])
 def show(x, R, T, clean, tag):
     with torch.no_grad(): G = gate(x, R, T).clamp(-1, 1)
     p = lambda t: float(psnr_per_image((t.clamp(-1,1) + 1) / 2, (clean + 1) / 2)[0])

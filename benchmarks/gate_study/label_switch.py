@@ -7,7 +7,7 @@ label's choice made on the buffer) and by the label a classifier trained on the 
 
 LIN=1 makes the classifier linear; IDX=2,3,4 picks the whole-image statistics it reads (default all nine).
 """
-import sys, torch, collections
+import os, sys, torch, collections
 from rvar.nn.checkpoints import load_checkpoint, build_restorer
 from rvar.eval.metrics import psnr_per_image
 torch.manual_seed(0)
@@ -52,31 +52,32 @@ def fit(hidden, epochs=400, lr=3e-2):
         opt.zero_grad(); loss.backward(); opt.step()
     return net
 def score(rows, chooser):
+    """Mean gain over the inputs of s R + (1 - s) G, s = chooser(i, z, deg) for row i, and per degradation."""
     per = collections.defaultdict(list)
-    for z, R, G, x, clean, deg in rows:
-        s = chooser(z, deg)
+    for i, (z, R, G, x, clean, deg) in enumerate(rows):
+        s = chooser(i, z, deg)
         out = s * R + (1 - s) * G
         p = lambda t: float(psnr_per_image((t + 1) / 2, (clean + 1) / 2)[0])
         per[deg].append(p(out) - p(x))
     allv = [v for l in per.values() for v in l]
     return f"{sum(allv)/len(allv):+.2f} | " + ' '.join(f"{k[:6]} {sum(l)/len(l):+.2f}" for k, l in per.items())
 print("buffer", len(B), collections.Counter(r[5] for r in B))
-print("val G only  ", score(V, lambda z, d: 0.0))
-print("val R only  ", score(V, lambda z, d: 1.0))
+print("val G only  ", score(V, lambda i, z, d: 0.0))
+print("val R only  ", score(V, lambda i, z, d: 1.0))
 for h in (0, 4):
     net = fit(h)
     with torch.no_grad():
-        ch = lambda z, d: float(torch.sigmoid(net(((z - mu) / sd)[None]))[0, 0])
+        ch = lambda i, z, d: float(torch.sigmoid(net(((z - mu) / sd)[None]))[0, 0])
         print(f"switch h{h} buf", score(B, ch)); print(f"switch h{h} val", score(V, ch))
 # per-degradation label switch (upper bound on what a classifier could give)
 lab = collections.defaultdict(lambda: [0.0, 0.0])
 for z, R, G, x, clean, deg in B:
     lab[deg][0] += float(torch.log(mse(R, clean) + floor)); lab[deg][1] += float(torch.log(mse(G, clean) + floor))
 pick = {k: 1.0 if v[0] < v[1] else 0.0 for k, v in lab.items()}
-print("label switch", pick); print("label val", score(V, lambda z, d: pick.get(d.split(':')[0], 0.0)))
+print("label switch", pick); print("label val", score(V, lambda i, z, d: pick.get(d.split(':')[0], 0.0)))
 # --- a degradation classifier on the buffer's labels, then the label switch on its predictions
 names = sorted(pick)
-import os; LIN = os.environ.get("LIN") == "1"; idx = [int(v) for v in os.environ.get("IDX", "0,1,2,3,4,5,6,7,8").split(",")]
+LIN = os.environ.get("LIN") == "1"; idx = [int(v) for v in os.environ.get("IDX", "0,1,2,3,4,5,6,7,8").split(",")]
 def clf_fit(Z, y, epochs=600):
     torch.manual_seed(0)
     net = torch.nn.Linear(len(idx), len(names)) if LIN else torch.nn.Sequential(torch.nn.Linear(len(idx), 16), torch.nn.Tanh(), torch.nn.Linear(16, len(names)))
@@ -91,12 +92,4 @@ with torch.no_grad():
     pv = net(((Zv - mu) / sd)[:, idx]).argmax(1)
 acc = sum(names[p] == t for p, t in zip(pv.tolist(), yv)) / len(yv)
 print("classifier val accuracy %.2f" % acc, collections.Counter((t, names[p]) for p, t in zip(pv.tolist(), yv) if names[p] != t).most_common(8))
-predicted = {id(r): names[p] for r, p in zip(V, pv.tolist())}
-per = collections.defaultdict(list)
-for r, p in zip(V, pv.tolist()):
-    z, R, G, x, clean, deg = r; s = pick[names[p]]
-    out = s * R + (1 - s) * G
-    q = lambda t: float(psnr_per_image((t + 1) / 2, (clean + 1) / 2)[0])
-    per[deg].append(q(out) - q(x))
-allv = [v for l in per.values() for v in l]
-print(f"predicted-label switch val {sum(allv)/len(allv):+.2f} | " + ' '.join(f"{k[:6]} {sum(l)/len(l):+.2f}" for k, l in per.items()))
+print("predicted-label switch val", score(V, lambda i, z, d: pick[names[pv[i]]]))

@@ -168,13 +168,10 @@ class FidelityGate(nn.Module):
         stats = (stats - self.feature_mean[:, FEATURES:]) / self.feature_std[:, FEATURES:]
         return stats.flatten(1)
 
-    def switch_probabilities(self, statistics_BFHW: torch.Tensor) -> torch.Tensor:
-        """(B, classes): the classifier's probability of each label."""
-        return torch.softmax(self.switch_classifier(self.image_features(statistics_BFHW)), dim=1)
-
     def switch(self, statistics_BFHW: torch.Tensor) -> torch.Tensor:
-        """(B,): each image's trust in the restorer, ``s``."""
-        return self.switch_probabilities(statistics_BFHW) @ torch.sigmoid(self.switch_trust)
+        """(B,): each image's trust in the restorer, ``s``: the labels' trusts weighted by the classifier."""
+        probabilities = torch.softmax(self.switch_classifier(self.image_features(statistics_BFHW)), dim=1)
+        return probabilities @ torch.sigmoid(self.switch_trust)
 
     @torch.no_grad()
     def set_standardisation(self, statistics_BFHW: torch.Tensor) -> None:
