@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from rvar.errors import UserError
 from rvar.lit.base import RVARModule
 from rvar.nn.checkpoints import build_restorer, load_checkpoint
-from rvar.nn.fidelity import IMAGE_FEATURES, FidelityConfig, FidelityGate, fit_switch
+from rvar.nn.fidelity import FidelityConfig, FidelityGate, fit_switch, switch_features
 from rvar.pixels import to_signed, to_unit
 
 Sample = Tuple[torch.Tensor, torch.Tensor]  # the gate statistics (F, H, W); x - T, T - R, clean - R (9, H, W)
@@ -73,6 +73,11 @@ class FidelityModule(RVARModule):
             bf16 or auto, bf16 where the device has it natively). The gate trains in fp32 either way. On a CPU with
             native bf16 the restorations take 2.4x less time and match fp32's to 57 dB
             (``benchmarks/restore_precision.py``), so the stage's seconds restore more images.
+        restore_images: restore only the first this many images of each batch (None: all). With a switch that
+            reads the input (``gate.switch_inputs: input``), every image of the batch still teaches its classifier,
+            which needs only the degraded image and its label: a larger data batch then buys it many more images for
+            little time (degrading and describing an image costs far less than restoring it).
+        switch_pool: unrestored images kept for the switch's classifier (the oldest go first).
         optimizer: default :func:`gate_adamw` (AdamW lr 1e-2, no weight decay).
         val_max_batches: validation batches restored (None: all).
         grid_images: samples in the degraded | restorer | gated | clean grid per validation epoch.
@@ -81,13 +86,16 @@ class FidelityModule(RVARModule):
     def __init__(self, init_from: str, gate: Optional[FidelityConfig] = None, updates_per_batch: int = 4,
                  update_batch: int = 16, buffer_size: int = 128, update_crop: int = 128, tile_overlap: int = 0,
                  psnr_cap: float = 40.0, candidates: int = 1, restore_precision: str = "fp32",
+                 restore_images: Optional[int] = None, switch_pool: int = 4096,
                  optimizer: OptimizerCallable = gate_adamw, val_max_batches: Optional[int] = 2,
                  grid_images: int = 4) -> None:
         super().__init__(grid_images)
         gate = FidelityConfig(**gate) if isinstance(gate, dict) else gate
         self.save_hyperparameters(ignore=["optimizer"])
         for name, value in (("updates_per_batch", updates_per_batch), ("update_batch", update_batch),
-                            ("buffer_size", buffer_size), ("update_crop", update_crop), ("candidates", candidates)):
+                            ("buffer_size", buffer_size), ("update_crop", update_crop), ("candidates", candidates),
+                            ("restore_images", 1 if restore_images is None else restore_images),
+                            ("switch_pool", switch_pool)):
             if value < 1:
                 raise UserError(f"FidelityModule: {name} must be at least 1, got {value}")
         if tile_overlap < 0:
@@ -98,6 +106,7 @@ class FidelityModule(RVARModule):
         self.updates_per_batch, self.update_batch = int(updates_per_batch), int(update_batch)
         self.buffer_size, self.tile_overlap, self.update_crop = int(buffer_size), int(tile_overlap), int(update_crop)
         self.psnr_cap = float(psnr_cap)
+        self.restore_images, self.switch_pool = restore_images, int(switch_pool)
         from rvar.inference import PRECISIONS
 
         if restore_precision not in PRECISIONS:
@@ -120,6 +129,8 @@ class FidelityModule(RVARModule):
         self.validated = 0  # the candidate validation uses: the one the stage would keep (on_validation_epoch_start)
         self.buffer: List[Sample] = []
         self.buffer_labels: List[str] = []  # each buffered image's degradation label (the image switch's classes)
+        self.buffer_inputs: List[torch.Tensor] = []  # each buffered image's switch_features (switch_inputs: input)
+        self.pool: List[Tuple[torch.Tensor, str]] = []  # (switch_features, label) of images not restored
         self.automatic_optimization = False  # several gate updates per restored batch
         self.native_crops_only = False  # whole images of any size, restored tile by tile
 
@@ -136,7 +147,7 @@ class FidelityModule(RVARModule):
         restorer = Restorer.from_networks(self.tokenizer, self.prior, self.refiner, self.gate)
         precision = resolve_precision(self.restore_precision, self.device)
         fn = restorer_fn(restorer, self.device, precision, fidelity=1.0)  # restored tiles and round trips, not gated
-        images = batch["degraded"]
+        images = batch["degraded"][:self.restore_images]
         both = torch.stack([run_tiled(fn, img.float().cpu(), restorer.image_size, batch_size=16,
                                       overlap=self.tile_overlap) for img in images]).to(self.device)
         return to_signed(images).float(), to_signed(both[:, :3]), to_signed(both[:, 3:])
@@ -153,15 +164,28 @@ class FidelityModule(RVARModule):
         floor = 4.0 * 10.0 ** (-self.psnr_cap / 10.0)  # the MSE of [-1, 1] images at psnr_cap dB
         return torch.log(mse_B + floor).mean(0)
 
+    @property
+    def reads_input(self) -> bool:
+        """Whether the gate's switch reads the input alone (``switch_inputs: input``)."""
+        return self.gate.config.switch_classes is not None and self.gate.config.switch_inputs == "input"
+
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> torch.Tensor:
         x, restored, round_trip = self.restore(batch)
-        clean = to_signed(batch["clean"]).float()
+        k = x.shape[0]
+        clean = to_signed(batch["clean"][:k]).float()
+        if self.reads_input:  # every image teaches the switch's classifier; the unrestored ones go to the pool
+            with torch.no_grad():
+                inputs = switch_features(to_signed(batch["degraded"]).float()).cpu()
+            self.buffer_inputs += list(inputs[:k])
+            self.pool += [(f, str(label)) for f, label in zip(inputs[k:], list(batch["degradation"])[k:])]
+            del self.pool[:max(len(self.pool) - self.switch_pool, 0)]
+            del self.buffer_inputs[:max(len(self.buffer_inputs) - self.buffer_size, 0)]
         with torch.no_grad():  # what an update needs: the gate's statistics and the three differences it blends
             stats = self.gate.statistics(x, restored, round_trip)
             diffs = torch.cat([x - round_trip, round_trip - restored, clean - restored], dim=1)
         for s, d in zip(stats, diffs):
             self.buffer.append((s.to("cpu", torch.float16), d.to("cpu", torch.float16)))
-        self.buffer_labels += [str(label) for label in batch["degradation"]]
+        self.buffer_labels += [str(label) for label in list(batch["degradation"])[:k]]
         del self.buffer[:max(len(self.buffer) - self.buffer_size, 0)]
         del self.buffer_labels[:max(len(self.buffer_labels) - self.buffer_size, 0)]
         if self.gate.config.standardise and not self.standardised():
@@ -235,27 +259,40 @@ class FidelityModule(RVARModule):
             return None
         self.gate.switch_fitted.fill_(0.0)  # the gates alone, as fitted
         rows = []
+
+        def index(label: str) -> torch.Tensor:
+            return torch.tensor([float(classes.index(label)) if label in classes else -1.0], device=self.device)
+
         with torch.no_grad():
-            for (s, d), label in zip(self.buffer, self.buffer_labels):
+            for i, ((s, d), label) in enumerate(zip(self.buffer, self.buffer_labels)):
                 stats, diffs = s[None].to(self.device).float(), d[None].to(self.device).float()
                 a, b = self.gate.gates_from(stats)
                 correction, wanted = a * diffs[:, :3] + b * diffs[:, 3:6], diffs[:, 6:]
                 terms = torch.stack([(correction * correction).mean(), (correction * wanted).mean(),
                                      (wanted * wanted).mean()])
-                index = torch.tensor([float(classes.index(label)) if label in classes else -1.0], device=self.device)
-                rows.append(torch.cat([self.gate.image_features(stats)[0], index, terms]))
+                reads = self.buffer_inputs[i].to(self.device) if self.reads_input else self.gate.image_features(stats)[0]
+                rows.append(torch.cat([reads, index(label), terms]))
+            nan3 = torch.full((3,), float("nan"), device=self.device)
+            rows += [torch.cat([f.to(self.device), index(label), nan3]) for f, label in self.pool]  # classifier only
         table = torch.stack(rows)
         if self.trainer is not None and self.trainer.world_size > 1:  # every process fits on every buffer
-            padded = torch.full((self.buffer_size, table.shape[1]), float("nan"), device=self.device)
+            sizes = self.trainer.strategy.all_gather(torch.tensor([len(table)], device=self.device))
+            padded = table.new_full((int(sizes.max()), table.shape[1]), float("inf"))  # inf marks the padding
             padded[:len(table)] = table
             gathered = self.trainer.strategy.all_gather(padded).reshape(-1, table.shape[1])
-            table = gathered[~gathered.isnan().any(1)]
-        n = IMAGE_FEATURES
+            table = gathered[~gathered[:, -1].isinf()]
+        n = table.shape[1] - 4
+        if self.reads_input:  # the classifier's inputs standardised on every image it learns from
+            with torch.no_grad():
+                self.gate.switch_mean.copy_(table[:, :n].mean(0))
+                self.gate.switch_std.copy_(table[:, :n].std(0).clamp_min(1e-3))
+                table[:, :n] = (table[:, :n] - self.gate.switch_mean) / self.gate.switch_std
         floor = 4.0 * 10.0 ** (-self.psnr_cap / 10.0)
         with torch.enable_grad():
             summary = fit_switch(self.gate, table[:, :n], table[:, n].long(), table[:, n + 1:], floor)
         trust = ", ".join(f"{c} {t:.2f}" for c, t in summary["trust"].items())
-        rank_zero_info(f"fidelity: image switch fitted on {len(table)} images (classifier accuracy "
+        rank_zero_info(f"fidelity: image switch fitted on {len(table)} images, {int(summary['restored'])} of them "
+                       f"restored (classifier accuracy "
                        f"{summary['accuracy']:.2f}); trust in the restorer per label: {trust}")
         return summary
 
@@ -314,6 +351,9 @@ class FidelityModule(RVARModule):
         if self.val_max_batches is not None and batch_idx >= self.val_max_batches:
             return None
         x, restored, round_trip = self.restore(batch)
+        k = x.shape[0]
+        batch = {**batch, "degraded": batch["degraded"][:k], "clean": batch["clean"][:k],
+                 "degradation": list(batch["degradation"])[:k]}
         gate = self.candidates()[self.validated]
         with torch.no_grad():
             gated = gate(x, restored, round_trip).clamp(-1, 1)

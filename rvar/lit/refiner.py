@@ -20,7 +20,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from rvar.lit.base import RVARModule, restorevar_adamw
 from rvar.lit.optim import OptimizationConfig
 from rvar.nn.checkpointing import enable_activation_checkpointing, refiner_units
-from rvar.nn.checkpoints import build_restorer, load_checkpoint
+from rvar.nn.checkpoints import build_restorer, load_checkpoint, load_strict, sub_state_dict
 from rvar.nn.refiner import LatentRefiner, RefinerConfig
 from rvar.errors import UserError
 from rvar.pixels import to_signed, to_unit
@@ -62,6 +62,13 @@ class RefinerModule(RVARModule):
             restorer checkpoint; None: as the prior checkpoint says.
         blend_degraded: add the residual to a learned per-token blend of f_hat and the degraded latent
             (``RefinerConfig.blend_degraded``; needs ``condition_on_degraded``, not ``residual_from_degraded``).
+        init_from: a ``restorer`` checkpoint whose refiner starts this one (same sizes and inputs), for example
+            the shipped refiner pre-trained on clean images (``rvar/assets/refiner_cpu_f8.ckpt``). If it was
+            pre-trained with ``hide_degraded``, its degraded-latent and whole-image-context projections, which
+            never saw an input, restart at zero: the refiner begins as the pre-trained one and learns to read them.
+        hide_degraded: give the refiner zeros for the degraded latent and the whole-image context (pre-training on
+            clean images, where the "degraded" latent is the target itself and copying it would teach nothing):
+            it learns the published refiner's task alone, the prior's quantised latent to the continuous one.
     """
 
     def __init__(self, prior_ckpt: str, refiner_dim: int = 384, refiner_depth: int = 12, refiner_heads: int = 6,
@@ -72,13 +79,17 @@ class RefinerModule(RVARModule):
                  whole_image_context: bool = False, prior_inputs: bool = True,
                  prior_drop_path_rate: Optional[float] = None,
                  optimization: Optional[OptimizationConfig] = None,
-                 prior_decoding: Optional[str] = None, blend_degraded: bool = False) -> None:
+                 prior_decoding: Optional[str] = None, blend_degraded: bool = False,
+                 init_from: Optional[str] = None, hide_degraded: bool = False) -> None:
         super().__init__(grid_images)
         optimization = OptimizationConfig(**optimization) if isinstance(optimization, dict) else optimization
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimization = optimization or OptimizationConfig()
         self.prior_ckpt, self.optimizer, self.val_max_batches = prior_ckpt, optimizer, val_max_batches
         self.pixel_weight = float(pixel_weight)
+        self.init_from, self.hide_degraded = init_from, bool(hide_degraded)
+        if hide_degraded and not prior_inputs:
+            raise UserError("RefinerModule: hide_degraded (pre-training on the prior's outputs) needs prior_inputs true")
         if not prior_inputs and not residual_from_degraded:
             raise UserError("RefinerModule: prior_inputs false (the no-prior ablation) needs residual_from_degraded true")
         if blend_degraded and (residual_from_degraded or not condition_on_degraded):
@@ -101,9 +112,29 @@ class RefinerModule(RVARModule):
             in_dim_degraded=pc.z_channels if condition_on_degraded else 0,
             residual_from_degraded=residual_from_degraded, in_dim_context=pc.z_channels if whole_image_context else 0,
             reads_prior=prior_inputs, blend_degraded=blend_degraded))
+        if init_from is not None:
+            self._load_init(init_from)
+        if self.hide_degraded:  # inputs it never sees stay as built, so their path adds exactly zero
+            for name in ("norm_in_degraded", "proj_in_degraded", "norm_in_context", "proj_in_context"):
+                if hasattr(self.refiner, name):
+                    getattr(self.refiner, name).requires_grad_(False)
         # 3. optional activation checkpointing (training memory)
         if gradient_checkpointing:
             enable_activation_checkpointing(refiner_units(self.refiner))
+
+    def _load_init(self, path: str) -> None:
+        """Start the refiner from ``path``'s (a restorer with a refiner of the same sizes and inputs)."""
+        init = load_checkpoint(path, kinds=("restorer",))
+        weights = sub_state_dict(init["state_dict"], "refiner.")
+        if not weights:
+            raise UserError(f"{path}: holds no refiner to start from (init_from needs a restorer checkpoint)")
+        load_strict(self.refiner, weights, path)
+        if (init.get("meta") or {}).get("hide_degraded") is True and not self.hide_degraded:
+            with torch.no_grad():  # inputs the pre-training never showed it (they added zero there): silent until the
+                # refiner learns to read them, so it starts as exactly the pre-trained refiner
+                for name in ("proj_in_degraded", "proj_in_context"):
+                    if hasattr(self.refiner, name):
+                        getattr(self.refiner, name).weight.zero_()
 
     # ---- steps --------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -122,6 +153,11 @@ class RefinerModule(RVARModule):
                 self.prior.eval()
         target_BChw = self.tokenizer.encode_continuous(to_signed(batch["clean"]))
         side = out.f_hat.shape[-1]
+        f_hat_BNC = rearrange(out.f_hat.float(), "b c h w -> b (h w) c")
+        if self.hide_degraded:  # pre-training: the refiner sees the prior's outputs only
+            zeros_BNC = torch.zeros_like(f_hat_BNC)
+            return (f_hat_BNC, out.last_block.float(), rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side,
+                    zeros_BNC if self.refiner.uses_degraded else None, zeros_BNC if self.refiner.uses_context else None)
         context_BNC = None
         if self.refiner.uses_context:
             if "context" not in batch:
@@ -129,7 +165,7 @@ class RefinerModule(RVARModule):
                                 "set data.init_args.context_size (e.g. 256)")
             context_BSCv = self.tokenizer.encode_condition(to_signed(batch["context"]))
             context_BNC = self.tokenizer.condition_to_continuous(context_BSCv).float()
-        return (rearrange(out.f_hat.float(), "b c h w -> b (h w) c"), out.last_block.float(),
+        return (f_hat_BNC, out.last_block.float(),
                 rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side,
                 self.tokenizer.condition_to_continuous(cond_BSCv).float() if self.refiner.uses_degraded else None,
                 context_BNC)
@@ -170,4 +206,9 @@ class RefinerModule(RVARModule):
 
     # ---- checkpoints --------------------------------------------------------------------------------
     def rvar_meta(self) -> Dict[str, Any]:
-        return {"stage": "refiner", "prior_ckpt": self.prior_ckpt}
+        meta = {"stage": "refiner", "prior_ckpt": self.prior_ckpt}
+        if self.init_from:
+            meta["init_from"] = self.init_from
+        if self.hide_degraded:  # pre-trained without its degraded inputs: init_from restarts their projections
+            meta["hide_degraded"] = True
+        return meta

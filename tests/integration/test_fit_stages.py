@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rvar.data import DegradationDataModule
+from rvar.errors import UserError
 from rvar.lit import ExportCheckpoint, PriorModule, RefinerModule, TokenizerModule
 from rvar.nn.checkpoints import build_restorer, build_tokenizer, load_checkpoint, save_checkpoint
 from rvar.nn.prior import PriorConfig
@@ -245,3 +246,70 @@ def test_fidelity_fit_fits_the_image_switch_at_its_end(rvar_data_home, tmp_path)
     restorer = build_restorer(load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",)), "export")
     assert restorer.gate.has_switch and restorer.gate.config.switch_classes == ["gaussian_noise", "haze"]
     assert torch.equal(restorer.gate.switch_trust, module.gate.switch_trust)
+
+
+
+def test_fidelity_fit_restores_part_of_each_batch_and_teaches_the_input_switch_with_all_of_it(rvar_data_home, tmp_path):
+    """restore_images: the first images of each batch are restored and buffered; with switch_inputs "input" every
+    image of the batch teaches the switch's classifier (the rest through the pool), and the export carries it."""
+    from rvar.lit import FidelityModule
+    from rvar.nn.fidelity import FidelityConfig
+
+    source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
+    gate = FidelityConfig(hidden=4, image_stats=True, standardise=True, switch_classes=["gaussian_noise", "haze"],
+                          switch_inputs="input")
+    module = FidelityModule(str(source), gate=gate, updates_per_batch=1, update_batch=2, buffer_size=8,
+                            restore_images=1, val_max_batches=1)
+    trainer = fit(module, rvar_data_home, tmp_path, steps=3, crop_size=64, batch_size=3, samples_per_epoch=12)
+    batches = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+    assert batches == 4  # the first only filled the buffer (1 image < update_batch), then one update per batch
+    assert len(module.buffer) == len(module.buffer_labels) == len(module.buffer_inputs) == batches  # 1 of 3 each
+    assert len(module.pool) == 2 * batches and {label for _, label in module.pool} <= {"gaussian_noise", "haze"}
+    assert module.gate.has_switch and bool((module.gate.switch_std != 1).any())  # standardised on all 12 images
+    restorer = build_restorer(load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",)), "export")
+    assert restorer.gate.config.switch_inputs == "input"
+    assert torch.equal(restorer.gate.switch_mean, module.gate.switch_mean)
+    with pytest.raises(UserError, match="restore_images"):
+        FidelityModule(str(source), restore_images=0)
+
+
+def test_refiner_pretraining_hides_the_degraded_inputs_and_starts_the_refiner_stage(rvar_data_home, tmp_path):
+    """The shipped refiner's pre-training (experiments/tiny/refiner_pretrain.yaml, hide_degraded) sees only the prior's
+    outputs; a refiner stage started from it (init_from) is that refiner exactly, its degraded-image inputs silent
+    until it learns them, and a refiner of other sizes is refused in one line."""
+    from rvar.errors import CheckpointError
+
+    source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
+    sizes = dict(refiner_dim=64, refiner_depth=1, refiner_heads=2, refiner_mlp_dim=128, condition_on_degraded=True,
+                 whole_image_context=True)
+    pre = RefinerModule(str(source), hide_degraded=True, **sizes)
+    hidden = {n for n, p in pre.named_parameters() if not p.requires_grad and n.startswith("refiner.")}
+    assert hidden == {f"refiner.{m}.{w}" for m in ("norm_in_degraded", "norm_in_context") for w in ("weight", "bias")} \
+        | {"refiner.proj_in_degraded.weight", "refiner.proj_in_context.weight"}
+    g = torch.Generator().manual_seed(0)
+    batch = {"degraded": torch.rand(2, 3, 64, 64, generator=g), "clean": torch.rand(2, 3, 64, 64, generator=g)}
+    f_hat, *_, degraded, context = pre.prior_latents(batch)  # no whole-image context in the batch: none needed
+    assert not degraded.any() and not context.any() and degraded.shape == f_hat.shape
+    before = {k: v.clone() for k, v in pre.refiner.state_dict().items()}
+    fit(pre, rvar_data_home, tmp_path / "pre", degradations=[])  # clean images only, as the asset is made
+    after = pre.refiner.state_dict()
+    assert not torch.equal(before["proj_out.weight"], after["proj_out.weight"])  # it learned
+    assert all(torch.equal(before[k], after[k]) for k in after if k.startswith(("norm_in_degraded", "proj_in_degraded",
+                                                                                "norm_in_context", "proj_in_context")))
+    pretrained = tmp_path / "pre" / "export.ckpt"
+    assert load_checkpoint(pretrained, kinds=("restorer",))["meta"]["hide_degraded"] is True
+
+    stage = RefinerModule(str(source), init_from=str(pretrained), **sizes)
+    assert all(p.requires_grad for p in stage.refiner.parameters())
+    for k, v in stage.refiner.state_dict().items():
+        expected = torch.zeros_like(v) if k in ("proj_in_degraded.weight", "proj_in_context.weight") else after[k]
+        assert torch.equal(v, expected), k
+    cfg = pre.refiner.config
+    f_hat = torch.randn(2, cfg.seq_len, cfg.in_dim, generator=g)
+    last_block = torch.randn(2, cfg.seq_len_cond, cfg.in_dim_cond, generator=g)
+    real, zeros = torch.randn(2, cfg.seq_len, cfg.in_dim, generator=g), torch.zeros(2, cfg.seq_len, cfg.in_dim)
+    with torch.no_grad():
+        assert torch.equal(stage.refiner(f_hat, last_block, real, real), pre.refiner(f_hat, last_block, zeros, zeros))
+    assert stage.rvar_meta()["init_from"] == str(pretrained) and "hide_degraded" not in stage.rvar_meta()
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        RefinerModule(str(source), init_from=str(pretrained), **{**sizes, "refiner_dim": 32})

@@ -201,3 +201,47 @@ def test_the_image_switch_learns_per_label_trust_and_travels_with_its_restorer(t
                 dict(image_stats=True, standardise=True, switch_classes=["rain", "rain"])):
         with pytest.raises(ValueError, match="switch_classes"):
             FidelityConfig(**bad)
+
+
+def test_a_switch_that_reads_the_input_learns_from_unrestored_images_and_travels_with_its_restorer(tmp_path):
+    """switch_inputs "input": the classifier reads switch_features of the input alone, standardised by buffers of its
+    own; images without restoration terms (NaN) teach the classifier but not the trusts."""
+    from rvar.nn.fidelity import SWITCH_FEATURES, fit_switch, switch_features
+
+    config = FidelityConfig(hidden=4, image_stats=True, standardise=True, switch_classes=["none", "haze"],
+                            switch_inputs="input")
+    assert config.to_dict()["switch_inputs"] == "input"
+    assert "switch_inputs" not in FidelityConfig(image_stats=True, standardise=True,
+                                                 switch_classes=["none", "haze"]).to_dict()  # described as before
+    gate = FidelityGate(config)
+    assert gate.switch_classifier[0].in_features == SWITCH_FEATURES
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(30, 3, 32, 32, generator=g) * 2 - 1
+    hazy = 0.3 * (torch.rand(30, 3, 32, 32, generator=g) * 2 - 1) + 0.6  # washed out and bright
+    images = torch.cat([clean, hazy])
+    raw = switch_features(images)
+    assert raw.shape == (60, SWITCH_FEATURES) and torch.isfinite(raw).all()
+    with torch.no_grad():
+        gate.switch_mean.copy_(raw.mean(0))
+        gate.switch_std.copy_(raw.std(0).clamp_min(1e-3))
+    labels = torch.cat([torch.zeros(30), torch.ones(30)]).long()
+    c2 = torch.full((60,), 0.02)
+    terms = torch.stack([c2, torch.where(labels == 1, 0.0, c2), torch.where(labels == 1, 0.0, c2)], dim=1)
+    terms[::2] = float("nan")  # half the images were not restored: the classifier's only
+    summary = fit_switch(gate, (raw - gate.switch_mean) / gate.switch_std, labels, terms, floor=4e-4)
+    assert summary["restored"] == 30 and summary["accuracy"] > 0.9
+    assert summary["trust"]["haze"] > 0.9 and summary["trust"]["none"] < 0.1
+    stats = torch.zeros(2, config.features, 32, 32)
+    with pytest.raises(ValueError, match="pass x"):
+        gate.gates_from(stats)  # a fitted switch that reads the input needs it
+    with torch.no_grad():
+        a, b = gate.gates_from(stats, images[[0, 45]])
+    assert float(a[1].max()) < 0.1 * float(a[0].min())  # the hazy photo drops its gates, the clean one keeps them
+    plain = tiny_restorer().eval()
+    gated = Restorer.from_networks(plain.tokenizer, plain.prior, plain.refiner, gate).eval()
+    loaded = build_restorer(load_checkpoint(save_checkpoint(tmp_path / "s.ckpt", gated), kinds=("restorer",)), "s")
+    assert torch.equal(loaded.gate.switch_mean, gate.switch_mean) and loaded.gate.config.switch_inputs == "input"
+    image = torch.rand(1, 3, plain.image_size, plain.image_size) * 2 - 1
+    assert torch.equal(loaded.eval().restore(image).image, gated.restore(image).image)
+    with pytest.raises(ValueError, match="switch_inputs"):
+        FidelityConfig(image_stats=True, standardise=True, switch_classes=["none", "haze"], switch_inputs="output")
