@@ -112,6 +112,9 @@ class DegradationDataModule(L.LightningDataModule):
             ``num_workers`` > 0). Each sample's randomness is its plan's, so both give the same batches. On a
             CPU-only machine with cores to spare, ``workers`` takes the degradations off the training process;
             on 2 cores it gained nothing measurable (BENCHMARKS.md, steps per second).
+        train_exclude: file-name patterns (``fnmatch``, e.g. ``dead_leaves_*``) of training images to leave out of
+            clean-image folders; None: every image. The tiny fidelity stage fits on the embedded natural photos
+            only, as it is judged on natural photos.
     """
 
     def __init__(self, train_dirs: Optional[List[Union[str, Dict[str, Any]]]] = None,
@@ -125,7 +128,8 @@ class DegradationDataModule(L.LightningDataModule):
                  data_root: Optional[str] = None, eval_protocol: str = "native", eval_size: int = 512,
                  eval_max_images: Optional[int] = 5000, augment: Optional[List[str]] = None,
                  context_size: Optional[int] = None, train_transform: str = "crop", val_transform: str = "crop",
-                 sampler: str = "keys", batch_stage: str = "device") -> None:
+                 sampler: str = "keys", batch_stage: str = "device",
+                 train_exclude: Optional[List[str]] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         for option, value, known in (("train_transform", train_transform, TRAIN_TRANSFORMS),
@@ -141,6 +145,7 @@ class DegradationDataModule(L.LightningDataModule):
         if batch_stage == "workers" and int(num_workers) == 0:
             raise UserError("data.batch_stage workers needs loader workers: set data.num_workers to 1 or more")
         self.batch_stage = batch_stage
+        self.train_exclude = [str(p) for p in train_exclude or []]
         self.augment = check_augmentations(augment)
         self.context_size = context_size
         if eval_protocol not in PROTOCOLS:
@@ -207,7 +212,10 @@ class DegradationDataModule(L.LightningDataModule):
                             f"sources (paired folders, manifests, named datasets); {split} has clean folders")
         if kinds == {"clean"}:
             return CleanFolderDataset(sources, self.crop_size, train, samples, self.pipeline, self.seed, split,
-                                      augmentations=self.augment, context_size=self.context_size)
+                                      augmentations=self.augment, context_size=self.context_size,
+                                      exclude=self.train_exclude if train else ())
+        if train and self.train_exclude:
+            raise UserError("data.train_exclude works with clean-image folders only; the training sources are paired")
         if self.context_size is not None:
             raise UserError(f"data.context_size works with clean-image folders only; {split} has paired sources")
         if "clean" in kinds:

@@ -23,6 +23,7 @@ one warning.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import warnings
 from dataclasses import dataclass
@@ -287,8 +288,12 @@ class CleanFolderDataset(_KeyedDataset):
     def __init__(self, folders: Sequence[str | Path], crop_size: int, train: bool, samples: Optional[int] = None,
                  pipeline: Optional[DegradationPipeline] = None, seed: int = 0, stream: str = "train",
                  cache_bytes: int = 512 * 2**20, augmentations: Sequence[str] = (),
-                 context_size: Optional[int] = None) -> None:
+                 context_size: Optional[int] = None, exclude: Sequence[str] = ()) -> None:
         self.paths = scan_clean_folders(folders)
+        if exclude:  # file-name patterns left out (data.train_exclude)
+            self.paths = [p for p in self.paths if not any(fnmatch.fnmatch(p.name, pattern) for pattern in exclude)]
+            if not self.paths:
+                raise UserError(f"data.train_exclude {list(exclude)} leaves no image in {', '.join(map(str, folders))}")
         super().__init__(crop_size, train, samples or len(self.paths), seed, stream, augmentations)
         if context_size is not None and context_size < crop_size:
             raise UserError(f"data.context_size {context_size} is smaller than data.crop_size {crop_size}")

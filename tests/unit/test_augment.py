@@ -91,3 +91,20 @@ def test_exposure_darkens_half_the_crops_by_at_most_half():
         ratios.append(float(ratio.flatten()[0]))
     unchanged = sum(r == 1.0 for r in ratios)
     assert 70 <= unchanged <= 130 and min(ratios) >= 0.5 - 1e-6 and min(ratios) < 0.6
+
+
+def test_train_exclude_leaves_matching_training_images_out_and_only_training_ones(tmp_path):
+    """data.train_exclude: file-name patterns left out of the training folders (the tiny fidelity stage keeps the
+    natural photos only); validation keeps every image; a pattern that leaves nothing is a one-line user error."""
+    folder = tmp_path / "train"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("dead_leaves_000.png", "dead_leaves_001.png", "kodak_kodim01.png", "wikimedia_002.png"):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / name)
+    data = DegradationDataModule(train_dirs=[str(folder)], val_dirs=[str(folder)], crop_size=32, batch_size=2,
+                                 degradations=[{"name": "gaussian_noise"}], train_exclude=["dead_leaves_*"])
+    data.setup("fit")
+    assert [p.name for p in data.datasets["train"].paths] == ["kodak_kodim01.png", "wikimedia_002.png"]
+    assert len(data.datasets["val"].paths) == 4
+    with pytest.raises(UserError, match="train_exclude .* leaves no image"):
+        DegradationDataModule(train_dirs=[str(folder)], crop_size=32, train_exclude=["*.png"]).setup("fit")
