@@ -85,7 +85,7 @@ def round_trips(path: Path, split: str = "test") -> dict:
     return {keys[k]: round(mean(v), 2) for k, v in scores.items()}
 
 
-def describe(name: str, path: Path, budget: str, seconds: float, steps: int) -> dict:
+def describe(name: str, path: Path, budget: str, seconds: float, steps: int, extra: Optional[dict] = None) -> dict:
     from rvar.data.embedded import VERSION
     from rvar.demo.runner import file_digest
 
@@ -99,6 +99,7 @@ def describe(name: str, path: Path, budget: str, seconds: float, steps: int) -> 
         about["tokenizer_sha256_16"] = file_digest(shipped("tokenizer"))
     if name == "refiner":  # its inputs are that prior's samples
         about["prior_sha256_16"] = file_digest(shipped("prior"))
+    about.update(extra or {})
     path.with_suffix(".json").write_text(json.dumps(about, indent=1) + "\n")
     return about
 
@@ -161,14 +162,13 @@ def main(argv=None) -> int:
     shutil.copyfile(work / ASSETS[args.asset]["export"], target)
     steps = int(torch.load(target, map_location="cpu", weights_only=True).get("meta", {}).get("global_step", 0))
     budget_text = f"--minutes {args.minutes:g}" if args.minutes is not None else f"--steps {args.steps}"
+    extra = None
     if args.resume:
         budget_text += " --continue"
         seconds += 60 * float(before.get("minutes", 0))
         steps += int(before.get("steps", 0))
-    about = describe(args.asset, target, budget_text, seconds, steps)
-    if args.resume:
-        about["continued_from"] = {k: before[k] for k in ("command", "steps", "minutes", "sha256_16") if k in before}
-        target.with_suffix(".json").write_text(json.dumps(about, indent=1) + "\n")
+        extra = {"continued_from": {k: before[k] for k in ("command", "steps", "minutes", "sha256_16") if k in before}}
+    about = describe(args.asset, target, budget_text, seconds, steps, extra)
     print(json.dumps(about, indent=1))
     return 0
 

@@ -154,21 +154,22 @@ class RefinerModule(RVARModule):
         target_BChw = self.tokenizer.encode_continuous(to_signed(batch["clean"]))
         side = out.f_hat.shape[-1]
         f_hat_BNC = rearrange(out.f_hat.float(), "b c h w -> b (h w) c")
+        degraded_BNC = context_BNC = None
         if self.hide_degraded:  # pre-training: the refiner sees the prior's outputs only
             zeros_BNC = torch.zeros_like(f_hat_BNC)
-            return (f_hat_BNC, out.last_block.float(), rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side,
-                    zeros_BNC if self.refiner.uses_degraded else None, zeros_BNC if self.refiner.uses_context else None)
-        context_BNC = None
-        if self.refiner.uses_context:
-            if "context" not in batch:
-                raise UserError("model.init_args.whole_image_context needs whole-image context in the batches: "
-                                "set data.init_args.context_size (e.g. 256)")
-            context_BSCv = self.tokenizer.encode_condition(to_signed(batch["context"]))
-            context_BNC = self.tokenizer.condition_to_continuous(context_BSCv).float()
-        return (f_hat_BNC, out.last_block.float(),
-                rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side,
-                self.tokenizer.condition_to_continuous(cond_BSCv).float() if self.refiner.uses_degraded else None,
-                context_BNC)
+            degraded_BNC = zeros_BNC if self.refiner.uses_degraded else None
+            context_BNC = zeros_BNC if self.refiner.uses_context else None
+        else:
+            if self.refiner.uses_context:
+                if "context" not in batch:
+                    raise UserError("model.init_args.whole_image_context needs whole-image context in the batches: "
+                                    "set data.init_args.context_size (e.g. 256)")
+                context_BSCv = self.tokenizer.encode_condition(to_signed(batch["context"]))
+                context_BNC = self.tokenizer.condition_to_continuous(context_BSCv).float()
+            if self.refiner.uses_degraded:
+                degraded_BNC = self.tokenizer.condition_to_continuous(cond_BSCv).float()
+        return (f_hat_BNC, out.last_block.float(), rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side,
+                degraded_BNC, context_BNC)
 
     def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> torch.Tensor:
         if stage != "train" and self.val_max_batches is not None and batch_idx >= self.val_max_batches:
