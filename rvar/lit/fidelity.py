@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from rvar.errors import UserError
 from rvar.lit.base import RVARModule
 from rvar.nn.checkpoints import build_restorer, load_checkpoint
-from rvar.nn.fidelity import FidelityConfig, FidelityGate, fit_switch, switch_features
+from rvar.nn.fidelity import FidelityConfig, FidelityGate, blend, fit_switch, switch_features
 from rvar.pixels import to_signed, to_unit
 
 Sample = Tuple[torch.Tensor, torch.Tensor]  # the gate statistics (F, H, W); x - T, T - R, clean - R (9, H, W)
@@ -126,6 +126,8 @@ class FidelityModule(RVARModule):
             if gate.config.switch_classes is not None:
                 gate.switch_classifier.requires_grad_(False)
                 gate.switch_trust.requires_grad_(False)
+                if gate.config.switch_keep:
+                    gate.switch_keep.requires_grad_(False)
         self.validated = 0  # the candidate validation uses: the one the stage would keep (on_validation_epoch_start)
         self.buffer: List[Sample] = []
         self.buffer_labels: List[str] = []  # each buffered image's degradation label (the image switch's classes)
@@ -267,13 +269,16 @@ class FidelityModule(RVARModule):
             for i, ((s, d), label) in enumerate(zip(self.buffer, self.buffer_labels)):
                 stats, diffs = s[None].to(self.device).float(), d[None].to(self.device).float()
                 a, b = self.gate.gates_from(stats)
-                correction, wanted = a * diffs[:, :3] + b * diffs[:, 3:6], diffs[:, 6:]
-                terms = torch.stack([(correction * correction).mean(), (correction * wanted).mean(),
-                                     (wanted * wanted).mean()])
+                correction, wanted = blend(a, diffs[:, :3]) + blend(b, diffs[:, 3:6]), diffs[:, 6:]
+                terms = [(correction * correction).mean(), (correction * wanted).mean(), (wanted * wanted).mean()]
+                if self.gate.config.switch_keep:  # u = x - R, what the trust in the input moves towards
+                    u = diffs[:, :3] + diffs[:, 3:6]
+                    terms += [(u * u).mean(), (correction * u).mean(), (u * wanted).mean()]
+                terms = torch.stack(terms)
                 reads = self.buffer_inputs[i].to(self.device) if self.reads_input else self.gate.image_features(stats)[0]
                 rows.append(torch.cat([reads, index(label), terms]))
-            nan3 = torch.full((3,), float("nan"), device=self.device)
-            rows += [torch.cat([f.to(self.device), index(label), nan3]) for f, label in self.pool]  # classifier only
+            nan = torch.full((len(terms),), float("nan"), device=self.device)
+            rows += [torch.cat([f.to(self.device), index(label), nan]) for f, label in self.pool]  # classifier only
         table = torch.stack(rows)
         if self.trainer is not None and self.trainer.world_size > 1:  # every process fits on every buffer
             sizes = self.trainer.strategy.all_gather(torch.tensor([len(table)], device=self.device))
@@ -281,7 +286,7 @@ class FidelityModule(RVARModule):
             padded[:len(table)] = table
             gathered = self.trainer.strategy.all_gather(padded).reshape(-1, table.shape[1])
             table = gathered[~gathered[:, -1].isinf()]
-        n = table.shape[1] - 4
+        n = table.shape[1] - 1 - len(terms)
         if self.reads_input:  # the classifier's inputs standardised on every image it learns from
             with torch.no_grad():
                 self.gate.switch_mean.copy_(table[:, :n].mean(0))
@@ -291,9 +296,11 @@ class FidelityModule(RVARModule):
         with torch.enable_grad():
             summary = fit_switch(self.gate, table[:, :n], table[:, n].long(), table[:, n + 1:], floor)
         trust = ", ".join(f"{c} {t:.2f}" for c, t in summary["trust"].items())
+        keep = ", ".join(f"{c} {k:.2f}" for c, k in summary.get("keep", {}).items())
         rank_zero_info(f"fidelity: image switch fitted on {len(table)} images, {int(summary['restored'])} of them "
                        f"restored (classifier accuracy "
-                       f"{summary['accuracy']:.2f}); trust in the restorer per label: {trust}")
+                       f"{summary['accuracy']:.2f}); trust in the restorer per label: {trust}"
+                       + (f"; in the input: {keep}" if keep else ""))
         return summary
 
     def standardised(self) -> bool:
@@ -334,17 +341,18 @@ class FidelityModule(RVARModule):
             last = [g.net[2] for g in gates]
             ab = F.conv2d(F.gelu(ab), torch.cat([c.weight for c in last]), torch.cat([c.bias for c in last]),
                           groups=len(gates))
-        ab = torch.sigmoid(ab)
-        a, b = ab[:, 0::2, None], ab[:, 1::2, None]  # (B, candidates, 1, H, W)
+        ab = torch.sigmoid(ab).unflatten(1, (len(gates), -1))  # (B, candidates, 2 or 4, H, W)
+        a, b = ab[:, :, 0::2], ab[:, :, 1::2]  # (B, candidates, 1 or 2, H, W)
         lost, change, wanted = (both[:, None, n + k:n + k + 3] for k in (0, 3, 6))
-        return self._log_mse((a * lost + b * change - wanted).square().mean(dim=(2, 3, 4)))  # over B, per candidate
+        error = blend(a, lost) + blend(b, change) - wanted
+        return self._log_mse(error.square().mean(dim=(2, 3, 4)))  # over B, per candidate
 
     def gated_loss(self, gate: FidelityGate, both: torch.Tensor) -> torch.Tensor:
         """:meth:`loss` of ``gate``'s output on :meth:`crops`."""
         n = gate.config.features
         a, b = gate.gates_from(both[:, :n])
         lost, change, wanted = both[:, n:n + 3], both[:, n + 3:n + 6], both[:, n + 6:]
-        error = a * lost + b * change - wanted  # the gated output minus the clean image
+        error = blend(a, lost) + blend(b, change) - wanted  # the gated output minus the clean image
         return self._log_mse(error.square().mean(dim=(1, 2, 3)))
 
     def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> Optional[torch.Tensor]:

@@ -118,6 +118,14 @@ class FidelityConfig:
             ``input``: :func:`switch_features` of the input alone, standardised by buffers of their own, so the
             fitting stage can teach it on many more degraded images than it restores (on one demo's validation
             photos, 8 input features reached 94 % accuracy from 1600 images and 87 % from 100; BENCHMARKS.md).
+        switch_keep: the switch also has a learned trust in the *input* per label, ``k`` in [0, 1]; the image's
+            ``kappa`` (their expectation) moves the output that far back to the input (``kappa = 1``: the input
+            itself). The trust in the restorer can only undo the gates' correction; this undoes the restorer's
+            change too, for photos the classifier calls clean or JPEG (real camera noise on a dark photo, which
+            the gates brighten as if it were low light). Fitted with the trusts. False: as files from before.
+        chroma: the gates are four, not two: ``a`` and ``b`` for the brightness (the mean over RGB) of each
+            difference and for its colour (the rest), so a gate can keep the input's brightness and take the
+            restorer's colour (noise and JPEG damage colour the latent restores well). False: as files from before.
     """
 
     hidden: int = 0
@@ -127,6 +135,8 @@ class FidelityConfig:
     standardise: bool = False
     switch_classes: Optional[List[str]] = None
     switch_inputs: str = "image"
+    switch_keep: bool = False
+    chroma: bool = False
 
     @property
     def features(self) -> int:
@@ -143,6 +153,8 @@ class FidelityConfig:
                                  f"{self.switch_classes}")
             if not (self.image_stats and self.standardise):
                 raise ValueError("FidelityConfig.switch_classes needs image_stats and standardise")
+        elif self.switch_keep:
+            raise ValueError("FidelityConfig.switch_keep needs switch_classes")
         if self.switch_inputs not in SWITCH_INPUTS:
             raise ValueError(f"FidelityConfig.switch_inputs must be one of {', '.join(SWITCH_INPUTS)}, got "
                              f"{self.switch_inputs!r}")
@@ -155,6 +167,9 @@ class FidelityConfig:
             del fields["switch_classes"]
         if fields["switch_inputs"] == "image":
             del fields["switch_inputs"]
+        for name in ("switch_keep", "chroma"):
+            if not fields[name]:
+                del fields[name]
         return fields
 
 
@@ -173,12 +188,13 @@ class FidelityGate(nn.Module):
         super().__init__()
         self.config = config
         n = config.features
-        layers = ([nn.Conv2d(n, config.hidden, 1), nn.GELU(), nn.Conv2d(config.hidden, 2, 1)]
-                  if config.hidden > 0 else [nn.Conv2d(n, 2, 1)])
+        outputs = 4 if config.chroma else 2  # (a, b), or (a, b) for the brightness then (a, b) for the colour
+        layers = ([nn.Conv2d(n, config.hidden, 1), nn.GELU(), nn.Conv2d(config.hidden, outputs, 1)]
+                  if config.hidden > 0 else [nn.Conv2d(n, outputs, 1)])
         self.net = nn.Sequential(*layers)
         nn.init.zeros_(self.net[-1].weight)
         with torch.no_grad():  # the start: a = 0.5 (sigmoid 0), b = sigmoid(-4) = 0.018
-            self.net[-1].bias.copy_(torch.tensor([0.0, -4.0]))
+            self.net[-1].bias.copy_(torch.tensor([0.0, -4.0] * (outputs // 2)))
         if config.standardise:  # identity until set_standardisation; saved with the gate
             self.register_buffer("feature_mean", torch.zeros(1, n, 1, 1))
             self.register_buffer("feature_std", torch.ones(1, n, 1, 1))
@@ -190,6 +206,8 @@ class FidelityGate(nn.Module):
             self.switch_classifier = nn.Sequential(nn.Linear(reads, SWITCH_HIDDEN), nn.Tanh(),
                                                    nn.Linear(SWITCH_HIDDEN, len(config.switch_classes)))
             self.switch_trust = nn.Parameter(torch.zeros(len(config.switch_classes)))  # logits of t per label
+            if config.switch_keep:  # logits of k per label, the trust in the input
+                self.switch_keep = nn.Parameter(torch.full((len(config.switch_classes),), -2.0))
             self.register_buffer("switch_fitted", torch.zeros(()))
 
     @property
@@ -212,8 +230,21 @@ class FidelityGate(nn.Module):
 
     def switch(self, statistics_BFHW: torch.Tensor, x_B3HW: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B,): each image's trust in the restorer, ``s``: the labels' trusts weighted by the classifier."""
-        probabilities = torch.softmax(self.switch_classifier(self.switch_inputs(statistics_BFHW, x_B3HW)), dim=1)
-        return probabilities @ torch.sigmoid(self.switch_trust)
+        return self.switch_probabilities(statistics_BFHW, x_B3HW) @ torch.sigmoid(self.switch_trust)
+
+    def switch_probabilities(self, statistics_BFHW: torch.Tensor, x_B3HW: Optional[torch.Tensor] = None
+                             ) -> torch.Tensor:
+        """(B, labels): the switch classifier's probability of each label per image."""
+        return torch.softmax(self.switch_classifier(self.switch_inputs(statistics_BFHW, x_B3HW)), dim=1)
+
+    def trusts(self, statistics_BFHW: torch.Tensor, x_B3HW: Optional[torch.Tensor] = None
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(s, kappa), each (B,): the image's trust in the restorer and, with ``switch_keep``, in the input (0
+        without)."""
+        probabilities = self.switch_probabilities(statistics_BFHW, x_B3HW)
+        s = probabilities @ torch.sigmoid(self.switch_trust)
+        kappa = probabilities @ torch.sigmoid(self.switch_keep) if self.config.switch_keep else torch.zeros_like(s)
+        return s, kappa
 
     @torch.no_grad()
     def set_standardisation(self, statistics_BFHW: torch.Tensor) -> None:
@@ -243,7 +274,7 @@ class FidelityGate(nn.Module):
 
     def gates(self, x_B3HW: torch.Tensor, restored_B3HW: torch.Tensor, round_trip_B3HW: torch.Tensor
               ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(a, b), each (B, 1, H, W) in [0, 1]."""
+        """(a, b), each (B, 1, H, W) in [0, 1] ((B, 2, H, W) with ``chroma``: brightness, colour; :func:`blend`)."""
         return self.gates_from(self.statistics(x_B3HW, restored_B3HW, round_trip_B3HW), x_B3HW)
 
     def gates_from(self, statistics_BFHW: torch.Tensor, x_B3HW: Optional[torch.Tensor] = None
@@ -255,16 +286,27 @@ class FidelityGate(nn.Module):
         if self.config.standardise:
             stats = (stats - self.feature_mean) / self.feature_std
         ab = torch.sigmoid(self.net(stats))
-        if self.has_switch:
-            ab = ab * (1 - self.switch(statistics_BFHW, x_B3HW)).view(-1, 1, 1, 1)
-        return ab[:, :1], ab[:, 1:]
+        if self.has_switch:  # the output R + (1 - kappa) (1 - s) c + kappa (x - R): both gates move alike
+            s, kappa = (t.view(-1, 1, 1, 1) for t in self.trusts(statistics_BFHW, x_B3HW))
+            ab = ab * (1 - s) * (1 - kappa) + kappa
+        return ab[:, 0::2], ab[:, 1::2]
 
     def forward(self, x_B3HW: torch.Tensor, restored_B3HW: torch.Tensor, round_trip_B3HW: torch.Tensor,
                 weight: float = 1.0) -> torch.Tensor:
         """The gated output, ``weight`` x the gates' correction added to ``restored`` (0: ``restored`` itself)."""
         a, b = self.gates(x_B3HW, restored_B3HW, round_trip_B3HW)
-        correction = a * (x_B3HW - round_trip_B3HW) + b * (round_trip_B3HW - restored_B3HW)
+        correction = blend(a, x_B3HW - round_trip_B3HW) + blend(b, round_trip_B3HW - restored_B3HW)
         return restored_B3HW + weight * correction
+
+
+def blend(gate: torch.Tensor, difference: torch.Tensor) -> torch.Tensor:
+    """A gate times a difference image (RGB on dim -3). A gate of one channel scales it; one of two
+    (``FidelityConfig.chroma``) scales its brightness (the mean over RGB) by the first and its colour (the rest)
+    by the second."""
+    if gate.shape[-3] == 1:
+        return gate * difference
+    brightness = difference.mean(-3, keepdim=True)
+    return gate[..., :1, :, :] * brightness + gate[..., 1:2, :, :] * (difference - brightness)
 
 
 def fit_switch(gate: FidelityGate, features_BF: torch.Tensor, labels_B: torch.Tensor, terms_B3: torch.Tensor,
@@ -277,17 +319,25 @@ def fit_switch(gate: FidelityGate, features_BF: torch.Tensor, labels_B: torch.Te
             the trusts but not for the classifier).
         terms_B3: per image, with ``c`` the gates' correction ``a (x - T) + b (T - R)`` and ``w = clean - R``:
             the means of ``c^2``, ``c w`` and ``w^2``, so the switched output's error is exactly
-            ``(1 - s)^2 c^2 - 2 (1 - s) c w + w^2``. NaN for images that only teach the classifier (degraded
-            images the stage did not restore).
+            ``(1 - s)^2 c^2 - 2 (1 - s) c w + w^2``; with ``switch_keep`` also, with ``u = x - R``, those of
+            ``u^2``, ``c u`` and ``u w`` (six columns: the error is ``A^2 c^2 + kappa^2 u^2 + w^2 + 2 A kappa c u
+            - 2 A c w - 2 kappa u w``, ``A = (1 - kappa)(1 - s)``). NaN for images that only teach the classifier
+            (degraded images the stage did not restore).
         floor: added to each image's MSE before the log (the fitting stage's PSNR cap).
         steps: Adam steps of each fit.
         folds: the classifier's probabilities that the trusts are fitted on come from ``folds`` fits, each on the
             other folds' images.
 
-    Returns: the classifier's held-out (k-fold) accuracy on the labelled images, each label's trust, ``t``, and
-    how many images the trusts were fitted on (those with terms).
+    Returns: the classifier's held-out (k-fold) accuracy on the labelled images, each label's trust, ``t`` (and
+    with ``switch_keep`` its trust in the input, ``keep``), and how many images the trusts were fitted on (those
+    with terms).
     """
+    want = 6 if gate.config.switch_keep else 3
+    if terms_B3.shape[1] != want:
+        raise ValueError(f"fit_switch: this gate's switch needs {want} terms per image, got {terms_B3.shape[1]}")
     params = [*gate.switch_classifier.parameters(), gate.switch_trust]
+    if gate.config.switch_keep:
+        params.append(gate.switch_keep)
     frozen = [not p.requires_grad for p in params]  # a fitting stage freezes them while it fits the gates (DDP)
     for p in params:
         p.requires_grad_(True)
@@ -330,20 +380,37 @@ def _fit_switch(gate: FidelityGate, features_BF: torch.Tensor, labels_B: torch.T
     # 2. how far to trust the restorer on each label: the mean log MSE of the switched output, classifier fixed,
     # on the images that were restored
     restored = ~terms_B3.isnan().any(1)
-    opt = torch.optim.Adam([gate.switch_trust], lr=5e-2)
-    c2, cw, w2 = terms_B3[restored].unbind(1)
+    keeps = gate.config.switch_keep
+    opt = torch.optim.Adam([gate.switch_trust] + ([gate.switch_keep] if keeps else []), lr=5e-2)
+    terms = terms_B3[restored]
     probabilities = probabilities[restored]
     for _ in range(steps):
-        keep = 1 - probabilities @ torch.sigmoid(gate.switch_trust)
-        loss = torch.log((keep * keep * c2 - 2 * keep * cw + w2).clamp_min(0) + floor).mean()
+        s = probabilities @ torch.sigmoid(gate.switch_trust)
+        kappa = probabilities @ torch.sigmoid(gate.switch_keep) if keeps else torch.zeros_like(s)
+        loss = torch.log(switched_mse(terms, s, kappa) + floor).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
     gate.switch_fitted.fill_(1.0)
-    trust = torch.sigmoid(gate.switch_trust.detach())
-    return {"accuracy": accuracy, "trust": {c: float(t) for c, t in zip(gate.config.switch_classes, trust)},
-            "restored": int(restored.sum())}
+    classes = gate.config.switch_classes
+    summary = {"accuracy": accuracy, "trust": {c: float(t) for c, t in zip(classes, torch.sigmoid(gate.switch_trust.detach()))},
+               "restored": int(restored.sum())}
+    if keeps:
+        summary["keep"] = {c: float(k) for c, k in zip(classes, torch.sigmoid(gate.switch_keep.detach()))}
+    return summary
 
 
-__all__ = ["FidelityConfig", "FidelityGate", "FEATURES", "IMAGE_FEATURES", "SWITCH_FEATURES", "degradation_descriptors",
-           "fit_switch", "switch_features"]
+def switched_mse(terms_BK: torch.Tensor, s_B: torch.Tensor, kappa_B: torch.Tensor) -> torch.Tensor:
+    """(B,): each image's MSE with the switch's trusts ``s`` and ``kappa``, exactly, from :func:`fit_switch`'s
+    terms (three columns: ``kappa`` must be 0)."""
+    A = (1 - kappa_B) * (1 - s_B)
+    c2, cw, w2 = terms_BK[:, :3].unbind(1)
+    mse = A * A * c2 - 2 * A * cw + w2
+    if terms_BK.shape[1] == 6:
+        u2, cu, uw = terms_BK[:, 3:].unbind(1)
+        mse = mse + kappa_B * kappa_B * u2 + 2 * A * kappa_B * cu - 2 * kappa_B * uw
+    return mse.clamp_min(0)
+
+
+__all__ = ["FidelityConfig", "FidelityGate", "FEATURES", "IMAGE_FEATURES", "SWITCH_FEATURES", "blend",
+           "degradation_descriptors", "fit_switch", "switch_features", "switched_mse"]

@@ -201,7 +201,8 @@ def test_fidelity_fit_with_candidates_keeps_the_gate_with_the_lowest_buffer_loss
     losses = module.buffer_losses()
     assert int(losses.argmin()) == 0  # what the stage kept is the best of the three on its buffer
     # an update computes the candidates as one wider network: the same losses as each gate on its own
-    for m in (module, FidelityModule(str(source), gate={"hidden": 0, "image_stats": True}, candidates=2)):
+    for m in (module, FidelityModule(str(source), gate={"hidden": 0, "image_stats": True}, candidates=2),
+              FidelityModule(str(source), gate={"hidden": 0, "image_stats": True, "chroma": True}, candidates=2)):
         with torch.no_grad():
             for g in m.rivals:  # a linear candidate starts as the first; make it differ
                 g.net[0].weight.normal_()
@@ -257,7 +258,7 @@ def test_fidelity_fit_restores_part_of_each_batch_and_teaches_the_input_switch_w
 
     source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
     gate = FidelityConfig(hidden=4, image_stats=True, standardise=True, switch_classes=["gaussian_noise", "haze"],
-                          switch_inputs="input")
+                          switch_inputs="input", switch_keep=True, chroma=True)
     module = FidelityModule(str(source), gate=gate, updates_per_batch=1, update_batch=2, buffer_size=8,
                             restore_images=1, val_max_batches=1)
     trainer = fit(module, rvar_data_home, tmp_path, steps=3, crop_size=64, batch_size=3, samples_per_epoch=12)
@@ -267,8 +268,10 @@ def test_fidelity_fit_restores_part_of_each_batch_and_teaches_the_input_switch_w
     assert len(module.pool) == 2 * batches and {label for _, label in module.pool} <= {"gaussian_noise", "haze"}
     assert module.gate.has_switch and bool((module.gate.switch_std != 1).any())  # standardised on all 12 images
     restorer = build_restorer(load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",)), "export")
-    assert restorer.gate.config.switch_inputs == "input"
+    assert restorer.gate.config.switch_inputs == "input" and restorer.gate.config.switch_keep
     assert torch.equal(restorer.gate.switch_mean, module.gate.switch_mean)
+    assert torch.equal(restorer.gate.switch_keep, module.gate.switch_keep)
+    assert not module.gate.switch_keep.requires_grad  # fitted at the end, never by the updates (DDP)
     with pytest.raises(UserError, match="restore_images"):
         FidelityModule(str(source), restore_images=0)
 

@@ -245,3 +245,78 @@ def test_a_switch_that_reads_the_input_learns_from_unrestored_images_and_travels
     assert torch.equal(loaded.eval().restore(image).image, gated.restore(image).image)
     with pytest.raises(ValueError, match="switch_inputs"):
         FidelityConfig(image_stats=True, standardise=True, switch_classes=["none", "haze"], switch_inputs="output")
+
+
+def test_the_switch_can_trust_the_input_and_its_fit_prices_the_output_exactly(tmp_path):
+    """switch_keep: a per-label trust in the input, kappa, moves the output back to the input (both gates
+    (1 - kappa)(1 - s) a + kappa); switched_mse, which the trusts are fitted on, is the output's MSE exactly."""
+    from rvar.nn.fidelity import SWITCH_FEATURES, blend, fit_switch, switch_features, switched_mse
+
+    with pytest.raises(ValueError, match="switch_keep needs switch_classes"):
+        FidelityConfig(image_stats=True, standardise=True, switch_keep=True)
+    config = FidelityConfig(hidden=4, image_stats=True, standardise=True, switch_classes=["none", "haze"],
+                            switch_inputs="input", switch_keep=True)
+    assert config.to_dict()["switch_keep"] is True
+    assert "switch_keep" not in FidelityConfig(image_stats=True, standardise=True).to_dict()  # as before
+    gate = FidelityGate(config)
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(40, 3, 16, 16, generator=g) * 2 - 1
+    x = clean.clone()
+    x[20:] = 0.3 * x[20:] + 0.6  # the last 20 hazy; the first 20 clean photos, which the input restores exactly
+    R = clean + 0.05 * torch.randn(40, 3, 16, 16, generator=g)  # the restorer: close on every image
+    R[:20] = clean[:20] * 0.8  # but it dims the clean ones (the gates' correction alone cannot undo it)
+    T = R + 0.1 * torch.randn(40, 3, 16, 16, generator=g)
+    raw = switch_features(x)
+    assert raw.shape[1] == SWITCH_FEATURES
+    with torch.no_grad():
+        gate.switch_mean.copy_(raw.mean(0))
+        gate.switch_std.copy_(raw.std(0).clamp_min(1e-3))
+        gate.set_standardisation(gate.statistics(x, R, T))
+        a, b = gate.gates(x, R, T)
+        c = blend(a, x - T) + blend(b, T - R)
+        u, w = x - R, clean - R
+        terms = torch.stack([(c * c).mean((1, 2, 3)), (c * w).mean((1, 2, 3)), (w * w).mean((1, 2, 3)),
+                             (u * u).mean((1, 2, 3)), (c * u).mean((1, 2, 3)), (u * w).mean((1, 2, 3))], dim=1)
+    labels = torch.cat([torch.zeros(20), torch.ones(20)]).long()
+    with pytest.raises(ValueError, match="needs 6 terms"):
+        fit_switch(gate, (raw - gate.switch_mean) / gate.switch_std, labels, terms[:, :3], floor=4e-4)
+    summary = fit_switch(gate, (raw - gate.switch_mean) / gate.switch_std, labels, terms, floor=4e-4)
+    assert summary["keep"]["none"] > 0.9 and summary["keep"]["haze"] < 0.1 and summary["trust"]["haze"] > 0.9
+    with torch.no_grad():
+        out = gate(x, R, T)
+        s, kappa = gate.trusts(gate.statistics(x, R, T), x)
+        exact = switched_mse(terms, s, kappa)
+    assert torch.allclose(exact, (out - clean).square().mean((1, 2, 3)), rtol=1e-4, atol=1e-7)
+    assert float((out[:20] - x[:20]).abs().max()) < 0.2 * float((R[:20] - x[:20]).abs().max())  # back to the input
+    assert float((out[20:] - R[20:]).abs().max()) < 0.1 * float((x[20:] - R[20:]).abs().max())  # the restorer's
+    plain = tiny_restorer().eval()
+    gated = Restorer.from_networks(plain.tokenizer, plain.prior, plain.refiner, gate).eval()
+    loaded = build_restorer(load_checkpoint(save_checkpoint(tmp_path / "k.ckpt", gated), kinds=("restorer",)), "k")
+    assert torch.equal(loaded.gate.switch_keep, gate.switch_keep)
+
+
+def test_a_chroma_gate_takes_brightness_and_colour_from_different_sources(tmp_path):
+    """chroma: four gates, (a, b) for each difference's brightness (mean over RGB) and for its colour."""
+    from rvar.nn.fidelity import blend
+
+    config = FidelityConfig(image_stats=True, standardise=True, chroma=True)
+    assert config.to_dict()["chroma"] is True and "chroma" not in FidelityConfig().to_dict()
+    gate = FidelityGate(config)
+    x, R, T = _images(3)
+    a, b = gate.gates(x, R, T)
+    assert a.shape == b.shape == (2, 2, 32, 32)
+    d = torch.randn(2, 3, 4, 4)
+    only_brightness = blend(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1), d)
+    assert torch.allclose(only_brightness, d.mean(1, keepdim=True).expand_as(d))
+    assert torch.allclose(blend(torch.ones(1, 2, 1, 1), d), d)
+    with torch.no_grad():  # a_brightness = b_brightness = 1, colour gates 0: the input's brightness, R's colour
+        gate.net[-1].bias.copy_(torch.tensor([30.0, 30.0, -30.0, -30.0]))
+        out = gate(x, R, T)
+    assert torch.allclose(out.mean(1), x.mean(1), atol=1e-5)
+    assert torch.allclose(out - out.mean(1, keepdim=True), R - R.mean(1, keepdim=True), atol=1e-5)
+    plain = tiny_restorer().eval()
+    gated = Restorer.from_networks(plain.tokenizer, plain.prior, plain.refiner, gate).eval()
+    loaded = build_restorer(load_checkpoint(save_checkpoint(tmp_path / "c.ckpt", gated), kinds=("restorer",)), "c")
+    assert loaded.gate.config.chroma
+    image = torch.rand(1, 3, plain.image_size, plain.image_size) * 2 - 1
+    assert torch.equal(loaded.eval().restore(image).image, gated.restore(image).image)
