@@ -230,7 +230,7 @@ class FidelityGate(nn.Module):
 
     def switch(self, statistics_BFHW: torch.Tensor, x_B3HW: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B,): each image's trust in the restorer, ``s``: the labels' trusts weighted by the classifier."""
-        return self.switch_probabilities(statistics_BFHW, x_B3HW) @ torch.sigmoid(self.switch_trust)
+        return self.trusts(statistics_BFHW, x_B3HW)[0]
 
     def switch_probabilities(self, statistics_BFHW: torch.Tensor, x_B3HW: Optional[torch.Tensor] = None
                              ) -> torch.Tensor:
