@@ -11,4 +11,4 @@ sed -e "s#$DEMO/restorevar.ckpt#$OUT/$TAG.ckpt#" -e "s#runs/fidelity#runs/fideli
     "$DEMO/configs/fidelity.yaml" > "$OUT/$TAG.yaml"
 $PYTHON -m rvar fit --config "$OUT/$TAG.yaml" --seed_everything "$SEED" "$@" > "$OUT/$TAG.log" 2>&1
 grep -h "image switch" "$OUT/$TAG.log" || true
-$PYTHON benchmarks/gate_study/score_colour.py "$OUT/$TAG.ckpt" "$VAL"
+$PYTHON benchmarks/gate_study/score_colour.py "$OUT/$TAG.ckpt" $VAL  # VAL: one or more tensor files

@@ -115,6 +115,10 @@ class DegradationDataModule(L.LightningDataModule):
         train_exclude: file-name patterns (``fnmatch``, e.g. ``dead_leaves_*``) of training images to leave out of
             clean-image folders; None: every image. The tiny fidelity stage fits on the embedded natural photos
             only, as it is judged on natural photos.
+        train_include: file-name patterns of the only training images to keep (before ``train_exclude``); None:
+            every image. Splits one folder between stages: the tiny restoration stages leave some photos out
+            (``train_exclude``) and the fidelity stage fits on those alone (``train_include``), photos its
+            restorer never trained on, as the photos it will meet.
     """
 
     def __init__(self, train_dirs: Optional[List[Union[str, Dict[str, Any]]]] = None,
@@ -129,7 +133,7 @@ class DegradationDataModule(L.LightningDataModule):
                  eval_max_images: Optional[int] = 5000, augment: Optional[List[str]] = None,
                  context_size: Optional[int] = None, train_transform: str = "crop", val_transform: str = "crop",
                  sampler: str = "keys", batch_stage: str = "device",
-                 train_exclude: Optional[List[str]] = None) -> None:
+                 train_exclude: Optional[List[str]] = None, train_include: Optional[List[str]] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         for option, value, known in (("train_transform", train_transform, TRAIN_TRANSFORMS),
@@ -146,6 +150,7 @@ class DegradationDataModule(L.LightningDataModule):
             raise UserError("data.batch_stage workers needs loader workers: set data.num_workers to 1 or more")
         self.batch_stage = batch_stage
         self.train_exclude = [str(p) for p in train_exclude or []]
+        self.train_include = [str(p) for p in train_include or []]
         self.augment = check_augmentations(augment)
         self.context_size = context_size
         if eval_protocol not in PROTOCOLS:
@@ -213,9 +218,11 @@ class DegradationDataModule(L.LightningDataModule):
         if kinds == {"clean"}:
             return CleanFolderDataset(sources, self.crop_size, train, samples, self.pipeline, self.seed, split,
                                       augmentations=self.augment, context_size=self.context_size,
-                                      exclude=self.train_exclude if train else ())
-        if train and self.train_exclude:
-            raise UserError("data.train_exclude works with clean-image folders only; the training sources are paired")
+                                      exclude=self.train_exclude if train else (),
+                                      include=self.train_include if train else ())
+        for option, patterns in (("train_exclude", self.train_exclude), ("train_include", self.train_include)):
+            if train and patterns:
+                raise UserError(f"data.{option} works with clean-image folders only; the training sources are paired")
         if self.context_size is not None:
             raise UserError(f"data.context_size works with clean-image folders only; {split} has paired sources")
         if "clean" in kinds:

@@ -288,8 +288,14 @@ class CleanFolderDataset(_KeyedDataset):
     def __init__(self, folders: Sequence[str | Path], crop_size: int, train: bool, samples: Optional[int] = None,
                  pipeline: Optional[DegradationPipeline] = None, seed: int = 0, stream: str = "train",
                  cache_bytes: int = 512 * 2**20, augmentations: Sequence[str] = (),
-                 context_size: Optional[int] = None, exclude: Sequence[str] = ()) -> None:
+                 context_size: Optional[int] = None, exclude: Sequence[str] = (),
+                 include: Sequence[str] = ()) -> None:
         self.paths = scan_clean_folders(folders)
+        if include:  # file-name patterns kept, the rest left out (data.train_include)
+            self.paths = [p for p in self.paths if any(fnmatch.fnmatch(p.name, pattern) for pattern in include)]
+            if not self.paths:
+                raise UserError(f"data.train_include {list(include)} matches no image in "
+                                f"{', '.join(map(str, folders))}")
         if exclude:  # file-name patterns left out (data.train_exclude)
             self.paths = [p for p in self.paths if not any(fnmatch.fnmatch(p.name, pattern) for pattern in exclude)]
             if not self.paths:

@@ -241,8 +241,10 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
 
     if EVAL_FIDELITY:
         para.append(f"RestoreVAR and its ablation restore with `--fidelity {EVAL_FIDELITY:g}`: each has a learned "
-                    "fidelity path (its last stage, within its budget) that passes input detail where it finds the "
-                    "input trustworthy, here at that weight (chosen on the validation photos).")
+                    "fidelity path (its last stage, within its budget, fitted on training photos its restoration "
+                    "stages leave out, so it learns how far to trust the restorer on photos the restorer never saw) "
+                    "that passes input detail where it finds the input trustworthy, here at that weight (chosen on "
+                    "the validation photos).")
     if "gain_over_inputs_db" in s:
         para.append(f"RestoreVAR's mean PSNR is {s['gain_over_inputs_db']:+.2f} dB over the degraded inputs'.")
     if "ldm_gain_db" in s:

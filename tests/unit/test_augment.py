@@ -108,3 +108,12 @@ def test_train_exclude_leaves_matching_training_images_out_and_only_training_one
     assert len(data.datasets["val"].paths) == 4
     with pytest.raises(UserError, match="train_exclude .* leaves no image"):
         DegradationDataModule(train_dirs=[str(folder)], crop_size=32, train_exclude=["*.png"]).setup("fit")
+    # train_include keeps only its matches (then train_exclude applies): one folder split between stages
+    data = DegradationDataModule(train_dirs=[str(folder)], val_dirs=[str(folder)], crop_size=32, batch_size=2,
+                                 degradations=[{"name": "gaussian_noise"}], train_include=["kodak_*", "dead_*"],
+                                 train_exclude=["dead_leaves_001.png"])
+    data.setup("fit")
+    assert [p.name for p in data.datasets["train"].paths] == ["dead_leaves_000.png", "kodak_kodim01.png"]
+    assert len(data.datasets["val"].paths) == 4
+    with pytest.raises(UserError, match="train_include .* matches no image"):
+        DegradationDataModule(train_dirs=[str(folder)], crop_size=32, train_include=["*.jpg"]).setup("fit")
