@@ -6,7 +6,7 @@ gate with its fitted switch, the shared oracle and the split oracle.
 
     python benchmarks/gate_study/split_headroom.py GATED.ckpt VAL.pt
 """
-import sys, collections, itertools
+import sys, collections
 import torch
 from rvar.nn.checkpoints import load_checkpoint, build_restorer
 from rvar.nn.fidelity import blend

@@ -70,9 +70,8 @@ def degradation_descriptors(x_B3HW: torch.Tensor) -> torch.Tensor:
         else:
             on, off = diff[..., edge].mean((1, 2, 3)), diff[..., ~edge].mean((1, 2, 3))
             steps.append(torch.log((on + 1e-3) / (off + 1e-3)))
-    laplacian = grey[..., :-2, 1:-1] + grey[..., 2:, 1:-1] + grey[..., 1:-1, :-2] + grey[..., 1:-1, 2:] \
-        - 4 * grey[..., 1:-1, 1:-1]
-    noise = torch.log(laplacian.abs().flatten(1).median(1).values + 1e-3) if laplacian.numel() else \
+    laplacian = _detail(grey)[..., 1:-1, 1:-1]  # |Laplacian| of the interior pixels (no replicated edges)
+    noise = torch.log(laplacian.flatten(1).median(1).values + 1e-3) if laplacian.numel() else \
         torch.zeros(u.shape[0], device=u.device)
     return torch.stack([dark.mean((1, 2, 3)), grey.mean((1, 2, 3)), saturation.mean((1, 2)),
                         (steps[0] + steps[1]) / 2, noise], dim=1)
@@ -81,7 +80,7 @@ def degradation_descriptors(x_B3HW: torch.Tensor) -> torch.Tensor:
 def _min_filter(t_B1HW: torch.Tensor, side: int) -> torch.Tensor:
     """Minimum over a ``side`` x ``side`` window at every pixel (outside the image ignored): the same values as one
     square min-pool, a row pass then a column pass, each by doubling (the minimum of two windows of 1, 2, 4, ...
-    pixels, then of two overlapping ones): 11x faster than the square pool on 32 images of 256 px on 2 cores."""
+    pixels, then of two overlapping ones); much faster on CPU (``benchmarks/switch_features_cost.py``)."""
     out = t_B1HW
     for dim in (-1, -2):
         padded = F.pad(out.movedim(dim, -1), (side // 2, side // 2), value=float("inf"))
@@ -96,7 +95,7 @@ def _min_filter(t_B1HW: torch.Tensor, side: int) -> torch.Tensor:
 
 def _detail(grey_B1HW: torch.Tensor) -> torch.Tensor:
     """|Laplacian| of a grey image at every pixel (edges replicated): the gate's local detail statistic. Shifted
-    slices, not a one-channel convolution (4x faster on CPU)."""
+    slices, not a one-channel convolution (faster on CPU: ``benchmarks/switch_features_cost.py``)."""
     p = F.pad(grey_B1HW, (1, 1, 1, 1), mode="replicate")
     centre = p[..., 1:-1, 1:-1]
     return (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * centre).abs()

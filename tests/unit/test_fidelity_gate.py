@@ -322,17 +322,17 @@ def test_a_chroma_gate_takes_brightness_and_colour_from_different_sources(tmp_pa
     assert torch.equal(loaded.eval().restore(image).image, gated.restore(image).image)
 
 
-@pytest.mark.parametrize("side", [1, 3, 5, 15, 31])
 @pytest.mark.parametrize("shape", [(2, 1, 40, 33), (1, 1, 7, 5), (1, 1, 1, 1)])
-def test_the_fast_filters_give_the_values_of_the_plain_ones(side, shape):
+def test_the_fast_filters_give_the_values_of_the_plain_ones(shape):
     """The dark channel's min filter (two doubling passes) and the |Laplacian| (shifted slices) are the square
     min-pool and the 3x3 convolution they replace, value for value: gates fitted before keep their meaning."""
     import torch.nn.functional as F
 
     from rvar.nn.fidelity import _detail, _min_filter
 
-    t = torch.randn(shape, generator=torch.Generator().manual_seed(side))
-    assert torch.equal(_min_filter(t, side), -F.max_pool2d(-t, side, 1, side // 2))
+    t = torch.randn(shape, generator=torch.Generator().manual_seed(len(shape) + shape[-1]))
+    for side in (1, 3, 5, 15, 31):
+        assert torch.equal(_min_filter(t, side), -F.max_pool2d(-t, side, 1, side // 2)), side
     kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
     plain = F.conv2d(F.pad(t, (1, 1, 1, 1), mode="replicate"), kernel).abs()
     assert torch.allclose(_detail(t), plain, atol=1e-6)
