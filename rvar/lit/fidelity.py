@@ -28,7 +28,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from rvar.errors import UserError
 from rvar.lit.base import RVARModule
 from rvar.nn.checkpoints import build_restorer, load_checkpoint
-from rvar.nn.fidelity import FidelityConfig, FidelityGate, blend, fit_switch, switch_features
+from rvar.nn.fidelity import (FidelityConfig, FidelityGate, blend, colour_terms, fit_colour, fit_switch,
+                              switch_features)
 from rvar.pixels import to_signed, to_unit
 
 Sample = Tuple[torch.Tensor, torch.Tensor]  # the gate statistics (F, H, W); x - T, T - R, clean - R (9, H, W)
@@ -128,10 +129,13 @@ class FidelityModule(RVARModule):
                 gate.switch_trust.requires_grad_(False)
                 if gate.config.switch_keep:
                     gate.switch_keep.requires_grad_(False)
+                if gate.config.colour:
+                    gate.switch_colour.requires_grad_(False)
         self.validated = 0  # the candidate validation uses: the one the stage would keep (on_validation_epoch_start)
         self.buffer: List[Sample] = []
         self.buffer_labels: List[str] = []  # each buffered image's degradation label (the image switch's classes)
         self.buffer_inputs: List[torch.Tensor] = []  # each buffered image's switch_features (switch_inputs: input)
+        self.buffer_x: List[torch.Tensor] = []  # each buffered image's input (only with the colour path)
         self.pool: List[Tuple[torch.Tensor, str]] = []  # (switch_features, label) of images not restored
         self.automatic_optimization = False  # several gate updates per restored batch
         self.native_crops_only = False  # whole images of any size, restored tile by tile
@@ -188,6 +192,9 @@ class FidelityModule(RVARModule):
         for s, d in zip(stats, diffs):
             self.buffer.append((s.to("cpu", torch.float16), d.to("cpu", torch.float16)))
         self.buffer_labels += [str(label) for label in list(batch["degradation"])[:k]]
+        if self.gate.config.colour:
+            self.buffer_x += [img.to("cpu", torch.float16) for img in x]
+            del self.buffer_x[:max(len(self.buffer_x) - self.buffer_size, 0)]
         del self.buffer[:max(len(self.buffer) - self.buffer_size, 0)]
         del self.buffer_labels[:max(len(self.buffer_labels) - self.buffer_size, 0)]
         if self.gate.config.standardise and not self.standardised():
@@ -279,13 +286,7 @@ class FidelityModule(RVARModule):
                 rows.append(torch.cat([reads, index(label), terms]))
             nan = torch.full((len(terms),), float("nan"), device=self.device)
             rows += [torch.cat([f.to(self.device), index(label), nan]) for f, label in self.pool]  # classifier only
-        table = torch.stack(rows)
-        if self.trainer is not None and self.trainer.world_size > 1:  # every process fits on every buffer
-            sizes = self.trainer.strategy.all_gather(torch.tensor([len(table)], device=self.device))
-            padded = table.new_full((int(sizes.max()), table.shape[1]), float("inf"))  # inf marks the padding
-            padded[:len(table)] = table
-            gathered = self.trainer.strategy.all_gather(padded).reshape(-1, table.shape[1])
-            table = gathered[~gathered[:, -1].isinf()]
+        table = self.gathered(torch.stack(rows))
         n = table.shape[1] - 1 - len(terms)
         if self.reads_input:  # the classifier's inputs standardised on every image it learns from
             with torch.no_grad():
@@ -301,7 +302,39 @@ class FidelityModule(RVARModule):
                        f"restored (classifier accuracy "
                        f"{summary['accuracy']:.2f}); trust in the restorer per label: {trust}"
                        + (f"; in the input: {keep}" if keep else ""))
+        if self.gate.config.colour:
+            summary["colour"] = self.fit_colour_path(floor)
         return summary
+
+    def gathered(self, table: torch.Tensor) -> torch.Tensor:
+        """The rows of every process's ``table`` (the same on each), or ``table`` itself on one process."""
+        if self.trainer is None or self.trainer.world_size <= 1:
+            return table
+        sizes = self.trainer.strategy.all_gather(torch.tensor([len(table)], device=self.device))
+        padded = table.new_full((int(sizes.max()), table.shape[1]), float("inf"))  # inf marks the padding
+        padded[:len(table)] = table
+        gathered = self.trainer.strategy.all_gather(padded).reshape(-1, table.shape[1])
+        return gathered[~gathered[:, -1].isinf()]
+
+    def fit_colour_path(self, floor: float) -> Dict[str, float]:
+        """Fit the kept gate's share of the input's colour per label (``FidelityConfig.colour``) on the buffer's
+        whole images, gated with the switch as just fitted (:func:`rvar.nn.fidelity.fit_colour`)."""
+        rows = []
+        with torch.no_grad():
+            for (s, d), x in zip(self.buffer, self.buffer_x):
+                stats, diffs = s[None].to(self.device).float(), d[None].to(self.device).float()
+                x = x[None].to(self.device).float()
+                round_trip = x - diffs[:, :3]
+                restored = round_trip - diffs[:, 3:6]
+                a, b = self.gate.gates_from(stats, x)
+                out = (restored + blend(a, diffs[:, :3]) + blend(b, diffs[:, 3:6])).clamp(-1, 1)
+                probabilities = self.gate.switch_probabilities(stats, x)
+                rows.append(torch.cat([probabilities[0], colour_terms(x, out, restored + diffs[:, 6:])[0]]))
+        table = self.gathered(torch.stack(rows))
+        shares = fit_colour(self.gate, table[:, :-3], table[:, -3:], floor)
+        rank_zero_info(f"fidelity: the input's colour fitted on {len(table)} restored images; its share per label: "
+                       + ", ".join(f"{c} {w:.2f}" for c, w in shares.items()))
+        return shares
 
     def standardised(self) -> bool:
         """Whether the gate's standardisation is set (a fresh gate's is the identity: mean 0, spread 1 exactly,

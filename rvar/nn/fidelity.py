@@ -24,6 +24,11 @@ gates read them. The raw statistics differ in scale by orders of magnitude (log-
 96 images as the demo's stage sees them scored +0.96 to +2.00 dB and gave up haze and snow; standardised, +2.25 to
 +2.68 with haze kept (BENCHMARKS.md).
 
+With ``colour`` the switch also passes the input's *colour* where the restorer's is wrong: the gated output keeps
+its brightness and takes, by a fitted share per label, the input's colour brought up to that brightness by one tone
+curve (:func:`input_colour`). The tiny latent restorer turns greens brown and a red motorcycle pink under low light,
+and its colours of noisy photos are worse than the input's own, smoothed.
+
 With ``image_stats`` the gate must see whole images, not tiles: :func:`rvar.inference.restorer_fn` restores the
 tiles without it and applies it once to the blended image (``finish``).
 
@@ -31,6 +36,7 @@ Shapes: B batch, H/W image side; images in [-1, 1].
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -140,6 +146,13 @@ class FidelityConfig:
             itself). The trust in the restorer can only undo the gates' correction; this undoes the restorer's
             change too, for photos the classifier calls clean or JPEG (real camera noise on a dark photo, which
             the gates brighten as if it were low light). Fitted with the trusts. False: as files from before.
+        colour: the switch also has a learned share per label, ``w`` in [0, 1], of the *input's colour* in the
+            output: the gated output keeps its brightness (the mean over RGB) and its colour (the rest) moves that
+            share towards the input's, brought up to the output's brightness by one tone curve for R, G and B and
+            smoothed (:func:`input_colour`). The latent restorer returns some colours wrong (greens brown, a red
+            motorcycle pink, under low light) and noisy inputs' colours, smoothed, are truer than its own. Fitted
+            after the trusts, on the gated outputs, as they are. Needs ``switch_classes``. False: as files from
+            before.
         chroma: the gates are four, not two: ``a`` and ``b`` for the brightness (the mean over RGB) of each
             difference and for its colour (the rest), so a gate can keep the input's brightness and take the
             restorer's colour (noise and JPEG damage colour the latent restores well). False: as files from before.
@@ -154,6 +167,7 @@ class FidelityConfig:
     switch_inputs: str = "image"
     switch_keep: bool = False
     chroma: bool = False
+    colour: bool = False
 
     @property
     def features(self) -> int:
@@ -170,8 +184,8 @@ class FidelityConfig:
                                  f"{self.switch_classes}")
             if not (self.image_stats and self.standardise):
                 raise ValueError("FidelityConfig.switch_classes needs image_stats and standardise")
-        elif self.switch_keep:
-            raise ValueError("FidelityConfig.switch_keep needs switch_classes")
+        elif self.switch_keep or self.colour:
+            raise ValueError(f"FidelityConfig.{'switch_keep' if self.switch_keep else 'colour'} needs switch_classes")
         if self.switch_inputs not in SWITCH_INPUTS:
             raise ValueError(f"FidelityConfig.switch_inputs must be one of {', '.join(SWITCH_INPUTS)}, got "
                              f"{self.switch_inputs!r}")
@@ -184,7 +198,7 @@ class FidelityConfig:
             del fields["switch_classes"]
         if fields["switch_inputs"] == "image":
             del fields["switch_inputs"]
-        for name in ("switch_keep", "chroma"):
+        for name in ("switch_keep", "chroma", "colour"):
             if not fields[name]:
                 del fields[name]
         return fields
@@ -226,10 +240,21 @@ class FidelityGate(nn.Module):
             if config.switch_keep:  # logits of k per label, the trust in the input
                 self.switch_keep = nn.Parameter(torch.full((len(config.switch_classes),), -2.0))
             self.register_buffer("switch_fitted", torch.zeros(()))
+            if config.colour:  # logits of w per label, the share of the input's colour; off until fitted
+                self.switch_colour = nn.Parameter(torch.zeros(len(config.switch_classes)))
+                self.register_buffer("colour_fitted", torch.zeros(()))
 
     @property
     def has_switch(self) -> bool:
         return self.config.switch_classes is not None and bool(self.switch_fitted)
+
+    @property
+    def has_colour(self) -> bool:
+        return self.config.colour and self.has_switch and bool(self.colour_fitted)
+
+    def colour_share(self, statistics_BFHW: torch.Tensor, x_B3HW: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B,): each image's share of the input's colour, ``w``: the labels' shares weighted by the classifier."""
+        return self.switch_probabilities(statistics_BFHW, x_B3HW) @ torch.sigmoid(self.switch_colour)
 
     def image_features(self, statistics_BFHW: torch.Tensor) -> torch.Tensor:
         """(B, IMAGE_FEATURES): the standardised whole-image statistics (constant over each image)."""
@@ -311,9 +336,58 @@ class FidelityGate(nn.Module):
     def forward(self, x_B3HW: torch.Tensor, restored_B3HW: torch.Tensor, round_trip_B3HW: torch.Tensor,
                 weight: float = 1.0) -> torch.Tensor:
         """The gated output, ``weight`` x the gates' correction added to ``restored`` (0: ``restored`` itself)."""
-        a, b = self.gates(x_B3HW, restored_B3HW, round_trip_B3HW)
+        statistics = self.statistics(x_B3HW, restored_B3HW, round_trip_B3HW)
+        a, b = self.gates_from(statistics, x_B3HW)
         correction = blend(a, x_B3HW - round_trip_B3HW) + blend(b, round_trip_B3HW - restored_B3HW)
-        return restored_B3HW + weight * correction
+        out = restored_B3HW + weight * correction
+        if self.has_colour and weight != 0:  # then the input's colour, the fitted share of it
+            out = out.clamp(-1, 1)
+            share = weight * self.colour_share(statistics, x_B3HW).view(-1, 1, 1, 1)
+            out = out + share * (input_colour(x_B3HW, out)[1] - out)
+        return out
+
+
+def tone_curve(x_B3HW: torch.Tensor, target_B3HW: torch.Tensor, pool: int = 4) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the power curve ``u -> k * u ** gamma`` (u in [0, 1], the same for R, G and B) that best maps
+    ``target``'s levels to ``x``'s: least squares on logs, each side's logs averaged over RGB and ``pool`` x
+    ``pool`` pixels (a mean of logs, so a power curve stays exact however colourful the pixels), weighted by the
+    input's level so that dark noisy pixels count little. Returns (k, gamma), each (B,): for a low-light input and
+    its restored output, the darkening (``rvar_plugins``' low_light is ``gain * u ** gamma`` plus noise)."""
+    def logs(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(torch.log(((t.float() + 1) / 2).clamp_min(1 / 255)).mean(1, keepdim=True), pool).flatten(1)
+
+    u = (x_B3HW.float() + 1) / 2
+    level = F.avg_pool2d(u.mean(1, keepdim=True), pool).flatten(1)
+    lit = F.avg_pool2d((u.amin(1, keepdim=True) > 2 / 255).float(), pool).flatten(1) == 1  # no clipped black
+    lx, lt = logs(x_B3HW), logs(target_B3HW)
+    w = level * (lit & (lt > math.log(0.02)))
+    total = w.sum(1).clamp_min(1e-6)
+    mx, mt = (w * lx).sum(1) / total, (w * lt).sum(1) / total
+    gamma = (w * (lx - mx[:, None]) * (lt - mt[:, None])).sum(1) / \
+        (w * (lt - mt[:, None]) ** 2).sum(1).clamp_min(1e-6)
+    gamma = gamma.clamp(0.5, 5.0)
+    k = torch.exp(mx - gamma * mt).clamp(1e-2, 2.0)
+    return k, gamma
+
+
+def input_colour(x_B3HW: torch.Tensor, target_B3HW: torch.Tensor, smooth: int = 5
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The input's own colours at ``target``'s brightness. Returns (X, C), images in [-1, 1]: X, the input brought
+    up by the inverse of :func:`tone_curve` (one curve for R, G and B, so the input's hues are kept); C, ``target``'s
+    brightness (the mean over RGB) with X's colour (the rest), smoothed over a ``smooth`` px box (the curve
+    amplifies the input's noise)."""
+    k, gamma = (t.view(-1, 1, 1, 1) for t in tone_curve(x_B3HW, target_B3HW))
+    X = (((x_B3HW.float() + 1) / 2 / k).clamp(0, 1) ** (1 / gamma)) * 2 - 1
+    colour = _box3(X - X.mean(1, keepdim=True), smooth)
+    return X, target_B3HW.float().mean(1, keepdim=True) + colour
+
+
+def _box3(t_BCHW: torch.Tensor, side: int) -> torch.Tensor:
+    """:func:`_box` of every channel."""
+    if side == 1:
+        return t_BCHW
+    r = side // 2
+    return F.avg_pool2d(F.pad(t_BCHW, (r, r, r, r), mode="replicate"), side, stride=1)
 
 
 def blend(gate: torch.Tensor, difference: torch.Tensor) -> torch.Tensor:
@@ -417,6 +491,45 @@ def _fit_switch(gate: FidelityGate, features_BF: torch.Tensor, labels_B: torch.T
     return summary
 
 
+def colour_terms(x_B3HW: torch.Tensor, out_B3HW: torch.Tensor, clean_B3HW: torch.Tensor) -> torch.Tensor:
+    """(B, 3): what :func:`fit_colour` needs of each gated output ``out`` (clamped to [-1, 1]): with ``v`` the move
+    to the input's colour (:func:`input_colour`) and ``e = out - clean``, the means of ``v^2``, ``e v`` and ``e^2``
+    (the output's MSE at share ``w`` is ``e^2 + 2 w e v + w^2 v^2``)."""
+    v = input_colour(x_B3HW, out_B3HW)[1] - out_B3HW
+    e = out_B3HW - clean_B3HW
+    return torch.stack([(v * v).mean((1, 2, 3)), (e * v).mean((1, 2, 3)), (e * e).mean((1, 2, 3))], dim=1)
+
+
+def fit_colour(gate: FidelityGate, probabilities_BL: torch.Tensor, terms_B3: torch.Tensor, floor: float,
+               steps: int = 400) -> Dict[str, float]:
+    """Fit ``gate``'s share of the input's colour per label (``FidelityConfig.colour``) on the images of
+    :func:`colour_terms` (the gated outputs with the switch as fitted), weighted by the classifier's probabilities
+    of each image's labels; minimises their mean log MSE (``floor`` added, the fitting stage's PSNR cap) and turns
+    the colour path on. Returns each label's share."""
+    if not gate.config.colour:
+        raise ValueError("fit_colour: this gate has no colour path (FidelityConfig.colour is False)")
+    p, terms = probabilities_BL.float().detach(), terms_B3.float().detach()
+    v2, ev, e2 = terms.unbind(1)
+    logits = gate.switch_colour
+    with torch.enable_grad():
+        frozen = not logits.requires_grad
+        logits.requires_grad_(True)
+        try:
+            with torch.no_grad():
+                logits.fill_(-2.0)  # a share of 0.12 to start
+            opt = torch.optim.Adam([logits], lr=5e-2)
+            for _ in range(steps):
+                w = p @ torch.sigmoid(logits)
+                loss = torch.log((e2 + 2 * w * ev + w * w * v2).clamp_min(0) + floor).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        finally:
+            logits.requires_grad_(not frozen)
+    gate.colour_fitted.fill_(1.0)
+    return {c: float(w) for c, w in zip(gate.config.switch_classes, torch.sigmoid(logits.detach()))}
+
+
 def switched_mse(terms_BK: torch.Tensor, s_B: torch.Tensor, kappa_B: torch.Tensor) -> torch.Tensor:
     """(B,): each image's MSE with the switch's trusts ``s`` and ``kappa``, exactly, from :func:`fit_switch`'s
     terms (three columns: ``kappa`` must be 0)."""
@@ -430,4 +543,5 @@ def switched_mse(terms_BK: torch.Tensor, s_B: torch.Tensor, kappa_B: torch.Tenso
 
 
 __all__ = ["FidelityConfig", "FidelityGate", "FEATURES", "IMAGE_FEATURES", "SWITCH_FEATURES", "blend",
-           "degradation_descriptors", "fit_switch", "switch_features", "switched_mse"]
+           "colour_terms", "degradation_descriptors", "fit_colour", "fit_switch", "input_colour", "switch_features",
+           "switched_mse", "tone_curve"]

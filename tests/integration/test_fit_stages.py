@@ -252,19 +252,21 @@ def test_fidelity_fit_fits_the_image_switch_at_its_end(rvar_data_home, tmp_path)
 
 def test_fidelity_fit_restores_part_of_each_batch_and_teaches_the_input_switch_with_all_of_it(rvar_data_home, tmp_path):
     """restore_images: the first images of each batch are restored and buffered; with switch_inputs "input" every
-    image of the batch teaches the switch's classifier (the rest through the pool), and the export carries it."""
+    image of the batch teaches the switch's classifier (the rest through the pool), and the export carries it; with
+    colour the input's colour share per label is fitted after it, on the buffered images, and exported too."""
     from rvar.lit import FidelityModule
     from rvar.nn.fidelity import FidelityConfig
 
     source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
     gate = FidelityConfig(hidden=4, image_stats=True, standardise=True, switch_classes=["gaussian_noise", "haze"],
-                          switch_inputs="input", switch_keep=True, chroma=True)
+                          switch_inputs="input", switch_keep=True, chroma=True, colour=True)
     module = FidelityModule(str(source), gate=gate, updates_per_batch=1, update_batch=2, buffer_size=8,
                             restore_images=1, val_max_batches=1)
     trainer = fit(module, rvar_data_home, tmp_path, steps=3, crop_size=64, batch_size=3, samples_per_epoch=12)
     batches = trainer.fit_loop.epoch_loop.batch_progress.total.completed
     assert batches == 4  # the first only filled the buffer (1 image < update_batch), then one update per batch
-    assert len(module.buffer) == len(module.buffer_labels) == len(module.buffer_inputs) == batches  # 1 of 3 each
+    assert len(module.buffer) == len(module.buffer_labels) == len(module.buffer_inputs) == len(module.buffer_x) \
+        == batches  # 1 of 3 each
     assert len(module.pool) == 2 * batches and {label for _, label in module.pool} <= {"gaussian_noise", "haze"}
     assert module.gate.has_switch and bool((module.gate.switch_std != 1).any())  # standardised on all 12 images
     restorer = build_restorer(load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",)), "export")
@@ -272,6 +274,9 @@ def test_fidelity_fit_restores_part_of_each_batch_and_teaches_the_input_switch_w
     assert torch.equal(restorer.gate.switch_mean, module.gate.switch_mean)
     assert torch.equal(restorer.gate.switch_keep, module.gate.switch_keep)
     assert not module.gate.switch_keep.requires_grad  # fitted at the end, never by the updates (DDP)
+    assert module.gate.has_colour and restorer.gate.has_colour and not module.gate.switch_colour.requires_grad
+    assert torch.equal(restorer.gate.switch_colour, module.gate.switch_colour)
+    assert not torch.equal(module.gate.switch_colour, torch.zeros(2))  # fitted (it starts at 0)
     with pytest.raises(UserError, match="restore_images"):
         FidelityModule(str(source), restore_images=0)
 

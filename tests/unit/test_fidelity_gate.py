@@ -336,3 +336,81 @@ def test_the_fast_filters_give_the_values_of_the_plain_ones(shape):
     kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
     plain = F.conv2d(F.pad(t, (1, 1, 1, 1), mode="replicate"), kernel).abs()
     assert torch.allclose(_detail(t), plain, atol=1e-6)
+
+
+def _photo(side: int = 48) -> torch.Tensor:
+    """A real photograph scikit-image ships (coffee), (1, 3, side, side) in [0, 1]."""
+    import torch.nn.functional as F
+    from skimage import data
+
+    img = torch.from_numpy(data.coffee()).permute(2, 0, 1).float()[None] / 255
+    return F.interpolate(img, size=(side, side), mode="area")
+
+
+def test_the_tone_curve_recovers_a_darkening_and_the_input_colour_keeps_its_hues():
+    """tone_curve finds low light's ``k * u ** gamma`` from the dark input and a restored brightness; input_colour
+    then gives the target's brightness exactly with the input's colours (here the clean photo's, near enough)."""
+    from rvar.nn.fidelity import input_colour, tone_curve
+
+    clean = _photo()
+    dark = 0.3 * clean ** 2.2
+    k, gamma = tone_curve(dark * 2 - 1, clean * 2 - 1)
+    assert abs(float(gamma) - 2.2) < 0.25 and abs(float(k) - 0.3) < 0.06
+    grey = clean.mean(1, keepdim=True).expand_as(clean)  # a restorer that lost every colour
+    X, C = input_colour(dark * 2 - 1, grey * 2 - 1, smooth=1)
+    assert torch.allclose(C.mean(1), (grey * 2 - 1).mean(1), atol=1e-5)  # the target's brightness, exactly
+    colour = lambda t: t - t.mean(1, keepdim=True)
+    err_before = float(colour(grey * 2 - 1).sub(colour(clean * 2 - 1)).abs().mean())
+    err_after = float(colour(C).sub(colour(clean * 2 - 1)).abs().mean())
+    assert err_after < 0.3 * err_before  # the input's hues back
+    assert float((X - (clean * 2 - 1)).abs().mean()) < 0.08  # the input brought up: near the clean photo (4 %)
+
+
+def test_the_colour_path_learns_per_label_shares_prices_them_exactly_and_travels(tmp_path):
+    """colour: per label a share of the input's colour, fitted on the gated outputs (colour_terms: the MSE at any
+    share, exactly); high where the restorer lost the colours the input still has, low where the input's are
+    wrong."""
+    from rvar.nn.fidelity import colour_terms, fit_colour, switch_features
+
+    with pytest.raises(ValueError, match="colour needs switch_classes"):
+        FidelityConfig(image_stats=True, standardise=True, colour=True)
+    assert "colour" not in FidelityConfig().to_dict()
+    config = FidelityConfig(image_stats=True, standardise=True, switch_classes=["low_light", "tinted"],
+                            switch_inputs="input", colour=True)
+    assert config.to_dict()["colour"] is True
+    gate = FidelityGate(config)
+    with torch.no_grad():
+        gate.net[-1].bias.fill_(-30.0)  # gates shut: the output is the restorer's
+    g = torch.Generator().manual_seed(0)
+    clean = (_photo(32).expand(16, -1, -1, -1) * (0.7 + 0.3 * torch.rand(16, 3, 1, 1, generator=g))).clamp(0, 1)
+    x = 0.3 * clean ** 2.2  # the first 8 dark
+    x[8:] = clean[8:].flip(1)  # the last 8: the input's colours swapped (R <-> B), its brightness right
+    R = clean.mean(1, keepdim=True).expand_as(clean).clone()  # the restorer: the right brightness, no colour
+    x, R, clean = x * 2 - 1, R * 2 - 1, clean * 2 - 1
+    raw = switch_features(x)
+    with torch.no_grad():
+        gate.switch_mean.copy_(raw.mean(0))
+        gate.switch_std.copy_(raw.std(0).clamp_min(1e-3))
+        gate.set_standardisation(gate.statistics(x, R, R))
+    gate.switch_fitted.fill_(1.0)
+    with torch.no_grad():  # a classifier that knows the labels, trust in the restorer 1: the output is R
+        gate.switch_classifier[-1].weight.zero_()
+        gate.switch_classifier[-1].bias.zero_()
+        gate.switch_trust.fill_(30.0)
+        probabilities = torch.cat([torch.tensor([[1.0, 0.0]]).expand(8, 2), torch.tensor([[0.0, 1.0]]).expand(8, 2)])
+        terms = colour_terms(x, R, clean)
+    shares = fit_colour(gate, probabilities, terms, floor=4e-4)
+    assert shares["low_light"] > 0.9 and shares["tinted"] < 0.1
+    with torch.no_grad():
+        gate.switch_colour.copy_(torch.tensor([1.0, -0.5]))  # any shares: the output's MSE is what the terms say
+        out = gate(x, R, R)
+        w = gate.colour_share(gate.statistics(x, R, R), x)  # the classifier's 50/50 here
+        v2, ev, e2 = terms.unbind(1)
+        assert torch.allclose(e2 + 2 * w * ev + w * w * v2, (out - clean).square().mean((1, 2, 3)), rtol=1e-4)
+        assert torch.equal(gate(x, R, R, weight=0.0), R)  # weight 0: the restorer's output, colour path off too
+    plain = tiny_restorer().eval()
+    gated = Restorer.from_networks(plain.tokenizer, plain.prior, plain.refiner, gate).eval()
+    loaded = build_restorer(load_checkpoint(save_checkpoint(tmp_path / "w.ckpt", gated), kinds=("restorer",)), "w")
+    assert loaded.gate.has_colour and torch.equal(loaded.gate.switch_colour, gate.switch_colour)
+    image = torch.rand(1, 3, plain.image_size, plain.image_size) * 2 - 1
+    assert torch.equal(loaded.eval().restore(image).image, gated.restore(image).image)
