@@ -105,6 +105,12 @@ EVAL_PRECISION = "auto"
 STAGE_OVERHEAD = 20.0  # seconds a stage spends outside training (start-up, final validation, export)
 
 
+def comparison_reserve(total: float, bf16: bool) -> float:
+    """Seconds of a ``total``-second demo kept back for `rvar compare` and the report: a larger share where the
+    CPU has no native bf16 and the comparison runs in fp32 (EVAL_PRECISION auto), at least 45 s."""
+    return max(45.0, (COMPARE_SHARE if bf16 else COMPARE_SHARE_FP32) * total)
+
+
 def _seconds_to_max_time(seconds: int) -> str:
     s = max(int(seconds), 1)
     return f"00:{s // 3600:02d}:{(s % 3600) // 60:02d}:{s % 60:02d}"
@@ -336,7 +342,7 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
     total = minutes * 60
     from rvar.inference import native_bf16
 
-    compare_reserve = max(45.0, (COMPARE_SHARE if native_bf16() else COMPARE_SHARE_FP32) * total)
+    compare_reserve = comparison_reserve(total, native_bf16())
     stages = demo_stages(train_tokenizer)
     results = [] if train_tokenizer else [install_shipped_tokenizer(out, log)]
     install_shipped_pretrained(out, stages, log)
