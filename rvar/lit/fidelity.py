@@ -181,7 +181,7 @@ class FidelityModule(RVARModule):
         clean = to_signed(batch["clean"][:k]).float()
         if self.reads_input:  # every image teaches the switch's classifier; the unrestored ones go to the pool
             with torch.no_grad():
-                inputs = switch_features(to_signed(batch["degraded"]).float()).cpu()
+                inputs = switch_features(to_signed(batch["degraded"]).float(), self.gate.config.switch_highlights).cpu()
             self.buffer_inputs += list(inputs[:k])
             self.pool += [(f, str(label)) for f, label in zip(inputs[k:], list(batch["degradation"])[k:])]
             del self.pool[:max(len(self.pool) - self.switch_pool, 0)]

@@ -107,16 +107,27 @@ def _detail(grey_B1HW: torch.Tensor) -> torch.Tensor:
     return (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * centre).abs()
 
 
-def switch_features(x_B3HW: torch.Tensor) -> torch.Tensor:
+def switch_features(x_B3HW: torch.Tensor, highlights: bool = False) -> torch.Tensor:
     """(B, SWITCH_FEATURES): what a switch with ``switch_inputs: input`` reads, from the input alone: the log-mean of
     its |Laplacian|, its contrast, :func:`degradation_descriptors`, and the log ratio of its vertical to horizontal
-    steps (rain streaks fall, so they add horizontal steps; snow flakes add both)."""
+    steps (rain streaks fall, so they add horizontal steps; snow flakes add both). With ``highlights`` (B,
+    SWITCH_FEATURES + 1): also its highlight level, :func:`highlight_level` (a photo darkened by low light has no
+    bright pixels left; a dark photo usually keeps a few, so a dark blurred photo is not taken for low light)."""
     x = x_B3HW.float()
     grey = x.mean(1, keepdim=True)
     across = (grey[..., :, 1:] - grey[..., :, :-1]).abs().mean((1, 2, 3))
     down = (grey[..., 1:, :] - grey[..., :-1, :]).abs().mean((1, 2, 3))
     return torch.cat([torch.log(_detail(grey).mean((2, 3)) + 1e-3), x.std(dim=(2, 3)).mean(1, keepdim=True),
-                      degradation_descriptors(x), torch.log((down + 1e-3) / (across + 1e-3))[:, None]], dim=1)
+                      degradation_descriptors(x), torch.log((down + 1e-3) / (across + 1e-3))[:, None]]
+                    + ([highlight_level(x)[:, None]] if highlights else []), dim=1)
+
+
+def highlight_level(x_B3HW: torch.Tensor, q: float = 0.99, most: int = 65536) -> torch.Tensor:
+    """(B,): the ``q`` quantile of each image's brightness (the mean over RGB, in [0, 1]), from at most ``most``
+    evenly spaced pixels."""
+    u = ((x_B3HW.float().mean(1) + 1) / 2).flatten(1)
+    u = u[:, ::max(1, u.shape[1] // most)]
+    return u.kthvalue(min(u.shape[1], int(q * (u.shape[1] - 1)) + 1), dim=1).values
 
 
 @dataclass
@@ -153,6 +164,9 @@ class FidelityConfig:
             motorcycle pink, under low light) and noisy inputs' colours, smoothed, are truer than its own. Fitted
             after the trusts, on the gated outputs, as they are. Needs ``switch_classes``. False: as files from
             before.
+        switch_highlights: a switch with ``switch_inputs: input`` also reads the input's highlight level
+            (:func:`highlight_level`). On one demo's 126 validation images, a classifier taught on 400 training-mix
+            images: 95 % right against 92 %, and no blurred photo taken for low light. False: as files from before.
         chroma: the gates are four, not two: ``a`` and ``b`` for the brightness (the mean over RGB) of each
             difference and for its colour (the rest), so a gate can keep the input's brightness and take the
             restorer's colour (noise and JPEG damage colour the latent restores well). False: as files from before.
@@ -168,6 +182,7 @@ class FidelityConfig:
     switch_keep: bool = False
     chroma: bool = False
     colour: bool = False
+    switch_highlights: bool = False
 
     @property
     def features(self) -> int:
@@ -184,7 +199,9 @@ class FidelityConfig:
                                  f"{self.switch_classes}")
             if not (self.image_stats and self.standardise):
                 raise ValueError("FidelityConfig.switch_classes needs image_stats and standardise")
-        elif self.switch_keep or self.colour:
+        if self.switch_highlights and self.switch_inputs != "input":
+            raise ValueError("FidelityConfig.switch_highlights needs switch_inputs: input")
+        if self.switch_classes is None and (self.switch_keep or self.colour):
             raise ValueError(f"FidelityConfig.{'switch_keep' if self.switch_keep else 'colour'} needs switch_classes")
         if self.switch_inputs not in SWITCH_INPUTS:
             raise ValueError(f"FidelityConfig.switch_inputs must be one of {', '.join(SWITCH_INPUTS)}, got "
@@ -198,7 +215,7 @@ class FidelityConfig:
             del fields["switch_classes"]
         if fields["switch_inputs"] == "image":
             del fields["switch_inputs"]
-        for name in ("switch_keep", "chroma", "colour"):
+        for name in ("switch_keep", "chroma", "colour", "switch_highlights"):
             if not fields[name]:
                 del fields[name]
         return fields
@@ -230,10 +247,11 @@ class FidelityGate(nn.Module):
             self.register_buffer("feature_mean", torch.zeros(1, n, 1, 1))
             self.register_buffer("feature_std", torch.ones(1, n, 1, 1))
         if config.switch_classes is not None:  # the image-level switch: off until fitted (switch_fitted 1)
-            reads = SWITCH_FEATURES if config.switch_inputs == "input" else IMAGE_FEATURES
+            reads = (SWITCH_FEATURES + int(config.switch_highlights) if config.switch_inputs == "input"
+                     else IMAGE_FEATURES)
             if config.switch_inputs == "input":  # its own standardisation, set when it is fitted
-                self.register_buffer("switch_mean", torch.zeros(SWITCH_FEATURES))
-                self.register_buffer("switch_std", torch.ones(SWITCH_FEATURES))
+                self.register_buffer("switch_mean", torch.zeros(reads))
+                self.register_buffer("switch_std", torch.ones(reads))
             self.switch_classifier = nn.Sequential(nn.Linear(reads, SWITCH_HIDDEN), nn.Tanh(),
                                                    nn.Linear(SWITCH_HIDDEN, len(config.switch_classes)))
             self.switch_trust = nn.Parameter(torch.zeros(len(config.switch_classes)))  # logits of t per label
@@ -268,7 +286,7 @@ class FidelityGate(nn.Module):
             return self.image_features(statistics_BFHW)
         if x_B3HW is None:
             raise ValueError("this gate's switch reads the input image (switch_inputs: input): pass x")
-        return (switch_features(x_B3HW) - self.switch_mean) / self.switch_std
+        return (switch_features(x_B3HW, self.config.switch_highlights) - self.switch_mean) / self.switch_std
 
     def switch(self, statistics_BFHW: torch.Tensor, x_B3HW: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B,): each image's trust in the restorer, ``s``: the labels' trusts weighted by the classifier."""
@@ -543,5 +561,5 @@ def switched_mse(terms_BK: torch.Tensor, s_B: torch.Tensor, kappa_B: torch.Tenso
 
 
 __all__ = ["FidelityConfig", "FidelityGate", "FEATURES", "IMAGE_FEATURES", "SWITCH_FEATURES", "blend",
-           "colour_terms", "degradation_descriptors", "fit_colour", "fit_switch", "input_colour", "switch_features",
+           "colour_terms", "degradation_descriptors", "fit_colour", "fit_switch", "highlight_level", "input_colour", "switch_features",
            "switched_mse", "tone_curve"]

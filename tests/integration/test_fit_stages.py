@@ -259,7 +259,7 @@ def test_fidelity_fit_restores_part_of_each_batch_and_teaches_the_input_switch_w
 
     source = save_tiny_restorer(tmp_path / "tiny_restorer.ckpt")
     gate = FidelityConfig(hidden=4, image_stats=True, standardise=True, switch_classes=["gaussian_noise", "haze"],
-                          switch_inputs="input", switch_keep=True, chroma=True, colour=True)
+                          switch_inputs="input", switch_keep=True, chroma=True, colour=True, switch_highlights=True)
     module = FidelityModule(str(source), gate=gate, updates_per_batch=1, update_batch=2, buffer_size=8,
                             restore_images=1, val_max_batches=1)
     trainer = fit(module, rvar_data_home, tmp_path, steps=3, crop_size=64, batch_size=3, samples_per_epoch=12)
@@ -269,6 +269,7 @@ def test_fidelity_fit_restores_part_of_each_batch_and_teaches_the_input_switch_w
         == batches  # 1 of 3 each
     assert len(module.pool) == 2 * batches and {label for _, label in module.pool} <= {"gaussian_noise", "haze"}
     assert module.gate.has_switch and bool((module.gate.switch_std != 1).any())  # standardised on all 12 images
+    assert module.buffer_inputs[0].shape == (9,)  # the 8 input statistics and the highlight level
     restorer = build_restorer(load_checkpoint(tmp_path / "export.ckpt", kinds=("restorer",)), "export")
     assert restorer.gate.config.switch_inputs == "input" and restorer.gate.config.switch_keep
     assert torch.equal(restorer.gate.switch_mean, module.gate.switch_mean)

@@ -414,3 +414,29 @@ def test_the_colour_path_learns_per_label_shares_prices_them_exactly_and_travels
     assert loaded.gate.has_colour and torch.equal(loaded.gate.switch_colour, gate.switch_colour)
     image = torch.rand(1, 3, plain.image_size, plain.image_size) * 2 - 1
     assert torch.equal(loaded.eval().restore(image).image, gated.restore(image).image)
+
+
+def test_a_switch_can_read_the_inputs_highlights_and_old_switch_files_read_as_before():
+    """switch_highlights: the input switch reads a 9th statistic, the 99 % brightness quantile; a photo darkened as
+    low light does has none left, the photo itself has; without the flag the switch reads the 8 of files before."""
+    from rvar.nn.fidelity import SWITCH_FEATURES, highlight_level, switch_features
+
+    photo = _photo(64) * 2 - 1
+    dark = (0.4 * ((photo + 1) / 2) ** 2.0) * 2 - 1
+    assert float(highlight_level(photo)) > 0.6 > 0.4 >= float(highlight_level(dark))
+    flat = torch.linspace(-1, 1, 101).view(1, 1, 1, 101).expand(1, 3, 1, 101)
+    assert abs(float(highlight_level(flat)) - 0.99) < 0.011  # the quantile of 0, 0.01, ..., 1
+    assert switch_features(photo).shape[1] == SWITCH_FEATURES
+    assert torch.equal(switch_features(photo, highlights=True)[:, :SWITCH_FEATURES], switch_features(photo))
+    with pytest.raises(ValueError, match="switch_highlights needs switch_inputs"):
+        FidelityConfig(image_stats=True, standardise=True, switch_classes=["a", "b"], switch_highlights=True)
+    config = FidelityConfig(image_stats=True, standardise=True, switch_classes=["a", "b"], switch_inputs="input",
+                            switch_highlights=True)
+    assert config.to_dict()["switch_highlights"] is True
+    assert "switch_highlights" not in FidelityConfig().to_dict()
+    gate = FidelityGate(config)
+    assert gate.switch_mean.shape == (SWITCH_FEATURES + 1,) and gate.switch_classifier[0].in_features == 9
+    assert gate.switch_inputs(torch.zeros(1, 1), photo).shape == (1, SWITCH_FEATURES + 1)
+    old = FidelityGate(FidelityConfig(image_stats=True, standardise=True, switch_classes=["a", "b"],
+                                      switch_inputs="input"))
+    assert old.switch_mean.shape == (SWITCH_FEATURES,) and old.switch_classifier[0].in_features == SWITCH_FEATURES
