@@ -6,17 +6,16 @@ For each low-light row of collect_val.py tensors (restored by GATED.ckpt's netwo
 
 - x: the input; R: the restorer; G: the gated output, as `rvar restore` gives it;
 - X: the input brought up by one tone curve ``(x / k) ** (1 / gamma)`` (the same for R, G and B), fitted per image
-  on its grey level against G's;
+  against G (rvar.nn.fidelity.tone_curve);
 - C<w>: G's brightness (mean over RGB) with its colour (the rest) moved a share w towards X's, X's colour smoothed
   over a ``SMOOTH`` px box (noise amplified by the curve).
 
-    python benchmarks/gate_study/input_colour.py GATED.ckpt VAL.pt [GRID.png]
+    python benchmarks/gate_study/input_colour.py GATED.ckpt VAL.pt [GRID.png]     # DEG=gauss: another degradation
 """
 import os
 import sys
 
 import torch
-import torch.nn.functional as F
 
 from rvar.eval.metrics import ciede2000_per_image, psnr_per_image
 from rvar.nn.checkpoints import build_restorer, load_checkpoint

@@ -5,8 +5,9 @@ and scores the validation photos of a collect_val.py file (their labels are the 
 
     python benchmarks/gate_study/switch_accuracy.py VAL.pt [N]        # N default 1600
 
-Prints, per n in 100, 400, 1600 (up to N), the accuracy with the first 7 features and with all 8 (the 8th is the
-vertical/horizontal step ratio).
+Prints, per n in 100, 400, 1600 (up to N), the accuracy with the first 7 features, with 8 (the 8th is the
+vertical/horizontal step ratio) and with 9 (the 9th, switch_highlights: the 99 % brightness quantile), and the
+mistakes (true label, guessed label) of the last two.
 """
 import sys, time, collections, yaml, torch
 import torch.nn as nn, torch.nn.functional as F
@@ -22,12 +23,12 @@ dm = DegradationDataModule(**cfg); dm.setup('fit')
 X, labels, t0 = [], [], time.time()
 for batch in dm.train_dataloader():
     batch = dm.on_after_batch_transfer(batch, 0)
-    X.append(switch_features(to_signed(batch['degraded']).float())); labels += list(batch['degradation'])
+    X.append(switch_features(to_signed(batch['degraded']).float(), highlights=True)); labels += list(batch['degradation'])
     if len(labels) >= N: break
 X = torch.cat(X); print(len(labels), 'images degraded and described in', round(time.time() - t0, 1), 's;',
                        dict(collections.Counter(labels)))
 classes = sorted(set(labels)); y = torch.tensor([classes.index(c) for c in labels])
-Xv = switch_features(torch.stack([r['x'] for r in val]) * 2 - 1); yv = torch.tensor([classes.index(r['deg']) for r in val])
+Xv = switch_features(torch.stack([r['x'] for r in val]) * 2 - 1, highlights=True); yv = torch.tensor([classes.index(r['deg']) for r in val])
 
 
 def accuracy(n, cols, hidden=16, steps=600):
@@ -39,9 +40,14 @@ def accuracy(n, cols, hidden=16, steps=600):
     for _ in range(steps):
         opt.zero_grad(); F.cross_entropy(net((Xt - mu) / sd), yt).backward(); opt.step()
     with torch.no_grad():
-        return float((net((Xv[:, cols] - mu) / sd).argmax(1) == yv).float().mean())
+        guess = net((Xv[:, cols] - mu) / sd).argmax(1)
+    mistakes = collections.Counter((classes[int(a)], classes[int(b)]) for a, b in zip(yv, guess) if a != b)
+    return float((guess == yv).float().mean()), dict(mistakes)
 
 
 for n in (100, 400, 1600):
     if n <= len(labels):
-        print(f"{n:5d} images: 7 features {accuracy(n, list(range(7))):.2f}, 8 features {accuracy(n, list(range(8))):.2f}")
+        print(f"{n:5d} images: 7 features {accuracy(n, list(range(7)))[0]:.2f}")
+        for k in (8, 9):
+            acc, mistakes = accuracy(n, list(range(k)))
+            print(f"{n:5d} images: {k} features {acc:.2f}; mistakes {mistakes}")

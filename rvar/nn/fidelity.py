@@ -165,8 +165,9 @@ class FidelityConfig:
             after the trusts, on the gated outputs, as they are. Needs ``switch_classes``. False: as files from
             before.
         switch_highlights: a switch with ``switch_inputs: input`` also reads the input's highlight level
-            (:func:`highlight_level`). On one demo's 126 validation images, a classifier taught on 400 training-mix
-            images: 95 % right against 92 %, and no blurred photo taken for low light. False: as files from before.
+            (:func:`highlight_level`). On one demo's 126 validation images, a classifier taught on 400 / 1600
+            training-mix images: 93 / 94 % right against 92 / 91 %, and no blurred photo taken for low light
+            (``benchmarks/gate_study/switch_accuracy.py``). False: as files from before.
         chroma: the gates are four, not two: ``a`` and ``b`` for the brightness (the mean over RGB) of each
             difference and for its colour (the rest), so a gate can keep the input's brightness and take the
             restorer's colour (noise and JPEG damage colour the latent restores well). False: as files from before.
@@ -222,7 +223,7 @@ class FidelityConfig:
 
 
 def _box(t_B1HW: torch.Tensor, side: int) -> torch.Tensor:
-    """Mean over a ``side`` x ``side`` window at every pixel (edges replicated)."""
+    """Mean over a ``side`` x ``side`` window at every pixel (edges replicated), of each channel."""
     if side == 1:
         return t_B1HW
     r = side // 2
@@ -396,16 +397,8 @@ def input_colour(x_B3HW: torch.Tensor, target_B3HW: torch.Tensor, smooth: int = 
     amplifies the input's noise)."""
     k, gamma = (t.view(-1, 1, 1, 1) for t in tone_curve(x_B3HW, target_B3HW))
     X = (((x_B3HW.float() + 1) / 2 / k).clamp(0, 1) ** (1 / gamma)) * 2 - 1
-    colour = _box3(X - X.mean(1, keepdim=True), smooth)
+    colour = _box(X - X.mean(1, keepdim=True), smooth)  # every channel alike
     return X, target_B3HW.float().mean(1, keepdim=True) + colour
-
-
-def _box3(t_BCHW: torch.Tensor, side: int) -> torch.Tensor:
-    """:func:`_box` of every channel."""
-    if side == 1:
-        return t_BCHW
-    r = side // 2
-    return F.avg_pool2d(F.pad(t_BCHW, (r, r, r, r), mode="replicate"), side, stride=1)
 
 
 def blend(gate: torch.Tensor, difference: torch.Tensor) -> torch.Tensor:
