@@ -86,3 +86,26 @@ def test_restart_codes_redraws_only_dead_codes_from_the_rows():
     again = VQVAE(TokenizerConfig(vocab_size=16, ch=32, patch_nums=(1, 2))).quantize
     again.restart_codes(dead, rows, torch.Generator().manual_seed(2), share=lambda t: t * 2)
     assert torch.equal(again.embedding.weight[:5], after[:5])  # the generator alone decides the draw
+
+
+def test_channels_last_inference_matches_the_default_order(vae, monkeypatch):
+    """Without gradients the tokenizer convolves in channels-last order (faster on CPUs); the results match the
+    default order and come back in it, and a training pass (gradients on) keeps the default order."""
+    import rvar.nn.tokenizer.vqvae as vqvae
+
+    torch.manual_seed(1)
+    img = torch.rand(3, 3, 64, 64) * 2 - 1
+    latent = torch.randn(3, vae.config.z_channels, 8, 8)
+    outputs = {}
+    for flag in (True, False):
+        monkeypatch.setattr(vqvae, "CHANNELS_LAST", flag)
+        with torch.no_grad():
+            outputs[flag] = (vae.decode(latent), vae.encode_condition(img), vae.encode_continuous(img),
+                             vae.reconstruct(img))
+    for fast, default in zip(outputs[True], outputs[False]):
+        torch.testing.assert_close(fast, default, atol=1e-4, rtol=0)
+        assert fast.stride() == default.stride()  # the same memory layout as before
+    monkeypatch.setattr(vqvae, "CHANNELS_LAST", True)
+    assert vqvae._channels_last(img).is_contiguous(memory_format=torch.channels_last) is False  # gradients on
+    with torch.no_grad():
+        assert vqvae._channels_last(img).is_contiguous(memory_format=torch.channels_last)
