@@ -88,7 +88,8 @@ STAGES: List[Stage] = [
 ]
 COMPARE_SHARE = 0.30  # of the whole budget, kept back for `rvar compare` and the report (bf16, EVAL_PRECISION)
 # ... and where the CPU has no native bf16 (the comparison runs in fp32): on a 2-core AMD EPYC without it, the
-# comparison took 353 s of a 15-minute demo with 0.30 kept back, and the demo 16.6 min in all (BENCHMARKS.md)
+# comparison took 353 s of a 15-minute demo with 0.30 kept back, and the demo 16.6 min in all; with 0.42 and the
+# tokenizer's channels-last inference it took 358 s of the 378 s kept back, the demo 14.4 min (BENCHMARKS.md)
 COMPARE_SHARE_FP32 = 0.42
 LADDER_IMAGES = 4  # test photos the quality ladder scores (each under every degradation): the costly part
 # the demo's evaluation: the paper's five degradation types plus noise and JPEG, on photos no stage trains on
