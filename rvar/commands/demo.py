@@ -11,10 +11,11 @@ dead-leaves images), trains the RestoreVAR prior, its refiner and decoder fine-t
 baselines (each a real `rvar fit` run tracked in MLflow, splitting --minutes between them) in the latent space of
 the tiny tokenizer that ships with rvar (trained on the clean training images only, as RestoreVAR starts from
 VAR's released tokenizer; --train-tokenizer trains one within the budget instead),
-then restores five photos that no stage trained on, as 256 px crops under haze, rain, snow, low light, motion
+then restores the 15 natural test photos that no stage trained on, as 256 px crops under haze, rain, snow, low light, motion
 blur, noise and JPEG (`rvar compare`, with RestoreVAR's quality ladder), and writes OUT/report.md and
 OUT/report.html. OUT/restorevar.ckpt is a restorer checkpoint for `rvar restore`. Running it again reuses
-finished stages and resumes interrupted ones; another --minutes retrains. Demos with other budgets in sibling
+finished stages (and the comparison, when nothing it scores changed) and resumes interrupted ones; another
+--minutes retrains. Demos with other budgets in sibling
 folders (--out outputs/demo60) appear in the report's quality-versus-budget plot.
 
 examples:

@@ -5,8 +5,8 @@ the demo rewrites only output paths, the checkpoints a stage reads, and a wall-t
 (``trainer.max_time``), and keeps the derived YAML under ``OUT/configs`` so every run can be repeated by hand.
 Runs are tracked in MLflow (``OUT/mlflow.db``, experiment ``OUT``'s name): each demo is one parent run with the
 stages and the comparison nested under it (:mod:`rvar.demo.tracking`). A stage whose exported checkpoint exists
-and whose derived config is unchanged is reused; an interrupted stage resumes from its ``last.ckpt``; ``--fresh``
-starts over.
+and whose derived config is unchanged is reused, and so is the comparison when it would score the same
+checkpoints the same way; an interrupted stage resumes from its ``last.ckpt``; ``--fresh`` starts over.
 """
 from __future__ import annotations
 
@@ -361,7 +361,6 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
             seconds = min(seconds, spent)
         budgets[stage.name] = seconds
         results.append(run_stage(stage, out, seconds, env, i, len(stages), log, tracking))
-    log(f"[{len(stages) + 1}] comparing RestoreVAR with the baselines on the held-out test photos ...")
     compare_dir = out / "compare"
     ckpts = [out / "restorevar.ckpt", out / "refiner_without_prior.ckpt", out / "ldm.ckpt", out / "nafnet.ckpt"]
     cmd = [sys.executable, "-m", "rvar", "compare", *map(str, ckpts), "--data", "embedded-test",
@@ -373,13 +372,28 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
            *tracking.compare_arguments()]
     if eval_images:
         cmd += ["--max-images", str(eval_images)]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True)
-    (out / "logs").mkdir(exist_ok=True)
-    (out / "logs" / "compare.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        raise UserError(f"rvar compare failed (exit {proc.returncode}); see {out / 'logs' / 'compare.log'}")
+    # the comparison is reused, as a stage is, when it would score the same checkpoints the same way again
+    marker = out / "stages" / "compare.json"
+    digest = config_digest([c for c in cmd[1:] if c not in tracking.compare_arguments()],
+                           [*ckpts, out / "restorer_refined.ckpt"])
+    done = json.loads(marker.read_text()) if marker.exists() else {}
+    if done.get("digest") == digest and (compare_dir / "results.csv").exists():
+        log(f"[{len(stages) + 1}] comparison: reusing {compare_dir} (the same checkpoints and settings; --fresh "
+            "reruns it)")
+        compare_seconds = float(done.get("seconds", 0.0))
+    else:
+        log(f"[{len(stages) + 1}] comparing RestoreVAR with the baselines on the held-out test photos ...")
+        marker.unlink(missing_ok=True)
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True)
+        (out / "logs").mkdir(exist_ok=True)
+        (out / "logs" / "compare.log").write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            raise UserError(f"rvar compare failed (exit {proc.returncode}); see {out / 'logs' / 'compare.log'}")
+        compare_seconds = time.perf_counter() - start
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"digest": digest, "seconds": compare_seconds}))
     report = write_report(out, compare_dir, results, minutes=minutes, total_seconds=time.perf_counter() - t0,
-                          compare_seconds=time.perf_counter() - start, data_root=data_root)
+                          compare_seconds=compare_seconds, data_root=data_root)
     tracking.finish({r.name: r.seconds for r in results}, [out / "report.md", out / "report.html"])
     return report

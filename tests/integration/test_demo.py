@@ -48,4 +48,7 @@ def test_demo_with_a_tiny_budget_produces_a_report_and_a_restorer(tmp_path, rvar
     proc = subprocess.run([sys.executable, "-m", "rvar", "demo", "--minutes", "1", "--out", str(out),
                            "--eval-images", "1"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stderr.count("reusing") == 8 and "tokenizer: the shipped one" in proc.stderr
+    assert proc.stderr.count("reusing") == 9 and "tokenizer: the shipped one" in proc.stderr
+    assert "comparison: reusing" in proc.stderr and "comparing" not in proc.stderr  # nothing changed: not rescored
+    assert json.loads((out / "stages" / "compare.json").read_text())["seconds"] > 0
+    assert "Quality ladder" in (out / "report.md").read_text()  # the report is written again from it
