@@ -348,6 +348,13 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
     results = [] if train_tokenizer else [install_shipped_tokenizer(out, log)]
     install_shipped_pretrained(out, stages, log)
     budgets: Dict[str, int] = {}
+    # a stage's budget is decided once per demo folder and --minutes: a rerun takes the recorded budgets, so its
+    # finished stages match their digests (and are reused) and an interrupted one resumes, however long the
+    # reused stages took this time
+    planned = out / "stages" / "budgets.json"
+    plan_key = {"minutes": minutes, "train_tokenizer": bool(train_tokenizer)}
+    record = json.loads(planned.read_text()) if planned.exists() else {}
+    recorded: Dict[str, int] = record.get("budgets", {}) if record.get("key") == plan_key else {}
     for i, stage in enumerate(stages, 1):
         left = stages[i - 1:]
         available = total - (time.perf_counter() - t0) - compare_reserve - STAGE_OVERHEAD * len(left)
@@ -359,7 +366,9 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
             # a baseline gets RestoreVAR's budget, never more: stages that end sooner than STAGE_OVERHEAD assumes
             # leave time over, which goes to the comparison rather than to the last contenders
             seconds = min(seconds, spent)
-        budgets[stage.name] = seconds
+        budgets[stage.name] = seconds = int(recorded.get(stage.name, seconds))
+        planned.parent.mkdir(parents=True, exist_ok=True)
+        planned.write_text(json.dumps({"key": plan_key, "budgets": {**recorded, **budgets}}))
         results.append(run_stage(stage, out, seconds, env, i, len(stages), log, tracking))
     compare_dir = out / "compare"
     ckpts = [out / "restorevar.ckpt", out / "refiner_without_prior.ckpt", out / "ldm.ckpt", out / "nafnet.ckpt"]

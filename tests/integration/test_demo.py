@@ -44,6 +44,10 @@ def test_demo_with_a_tiny_budget_produces_a_report_and_a_restorer(tmp_path, rvar
         ckpt = load_checkpoint(out / name, kinds=("restorer",))
         assert ckpt["model"]["init_args"]["gate"] is not None and ckpt["meta"]["stage"] == "fidelity", name
     assert load_checkpoint(out / "restorevar.ckpt")["meta"]["decoder"] == "finetuned"
+    # each stage's budget is recorded, so a rerun derives the same configs however long its reused stages take
+    plan = json.loads((out / "stages" / "budgets.json").read_text())
+    assert plan["key"]["minutes"] == 1 and set(plan["budgets"]) == {"prior", "refiner", "decoder", "fidelity",
+                                                                      "noprior", "noprior_fidelity", "ldm", "nafnet"}
     # running it again reuses every finished stage (the tokenizer is the shipped one, not a stage)
     proc = subprocess.run([sys.executable, "-m", "rvar", "demo", "--minutes", "1", "--out", str(out),
                            "--eval-images", "1"], cwd=tmp_path, capture_output=True, text=True)
