@@ -372,19 +372,19 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
         results.append(run_stage(stage, out, seconds, env, i, len(stages), log, tracking))
     compare_dir = out / "compare"
     ckpts = [out / "restorevar.ckpt", out / "refiner_without_prior.ckpt", out / "ldm.ckpt", out / "nafnet.ckpt"]
-    cmd = [sys.executable, "-m", "rvar", "compare", *map(str, ckpts), "--data", "embedded-test",
+    scoring = [*map(str, ckpts), "--data", "embedded-test",
            "--degradations", EVAL_DEGRADATIONS, "--size", str(EVAL_SIZE), "--size-policy", "tile",
            "--seed", "0", "--fidelity", str(EVAL_FIDELITY),  # the LDM at its config's sampling_steps
            "--precision", EVAL_PRECISION,
            "--ladder-from", str(out / "restorer_refined.ckpt"), "--ladder-images", str(LADDER_IMAGES),
-           "-o", str(compare_dir),
-           *tracking.compare_arguments()]
+           "-o", str(compare_dir)]
     if eval_images:
-        cmd += ["--max-images", str(eval_images)]
-    # the comparison is reused, as a stage is, when it would score the same checkpoints the same way again
+        scoring += ["--max-images", str(eval_images)]
+    cmd = [sys.executable, "-m", "rvar", "compare", *scoring, *tracking.compare_arguments()]
+    # the comparison is reused, as a stage is, when it would score the same checkpoints the same way again (the
+    # tracking arguments name this run's MLflow parent, so they are left out of the digest)
     marker = out / "stages" / "compare.json"
-    digest = config_digest([c for c in cmd[1:] if c not in tracking.compare_arguments()],
-                           [*ckpts, out / "restorer_refined.ckpt"])
+    digest = config_digest(scoring, [*ckpts, out / "restorer_refined.ckpt"])
     done = json.loads(marker.read_text()) if marker.exists() else {}
     if done.get("digest") == digest and (compare_dir / "results.csv").exists():
         log(f"[{len(stages) + 1}] comparison: reusing {compare_dir} (the same checkpoints and settings; --fresh "

@@ -38,8 +38,8 @@ CHANNELS_LAST = True  # False: the default memory order everywhere (benchmarks/c
 def _channels_last(t_BCHW: torch.Tensor) -> torch.Tensor:
     """``t`` in channels-last memory order when nothing is being trained on the CPU (inference, frozen encodes):
     oneDNN's convolutions run faster on it, with the weights as they are. On a 2-core AMD EPYC, 49 tiles of 64 px
-    through the tiny tokenizer: decode 1.4-1.6x, encode 2.3x faster, outputs within 2e-6
-    (``benchmarks/channels_last.py``). Training keeps the default order (the published trainer's numerics)."""
+    through a demo's tokenizer: decode 1.39x, encode 2.52x faster, outputs within 2e-6
+    (``benchmarks/channels_last.py``, BENCHMARKS.md). Training keeps the default order (the published trainer's numerics)."""
     if not CHANNELS_LAST or t_BCHW.device.type != "cpu" or t_BCHW.dim() != 4 or torch.is_grad_enabled():
         return t_BCHW
     return t_BCHW.contiguous(memory_format=torch.channels_last)
