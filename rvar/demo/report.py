@@ -214,8 +214,23 @@ def _compare_precision(compare_dir: Path) -> Optional[str]:
     return found.group(1) if found else None
 
 
+def wall_time_sentence(total_seconds: float, stages, compare_seconds: float, compare_reused: bool) -> str:
+    """This run's wall time and, when it reused finished work, what the demo costs when trained from scratch
+    (this run plus the recorded seconds of what it reused)."""
+    reused = [st for st in stages if st.status == "reused"]
+    if not reused and not compare_reused:
+        return f"Wall time: {total_seconds / 60:.1f} min in all."
+    parts = [f"{len(reused)} finished stage{'s' if len(reused) != 1 else ''}"] if reused else []
+    if compare_reused:
+        parts.append("the comparison")
+    earlier = sum(st.seconds for st in reused) + (compare_seconds if compare_reused else 0.0)
+    return (f"Wall time: {total_seconds / 60:.1f} min this run, which reused {' and '.join(parts)} from an earlier run "
+            f"of this folder ({earlier / 60:.1f} min when they ran); about {(total_seconds + earlier) / 60:.1f} min "
+            "from scratch.")
+
+
 def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_seconds: float,
-                 compare_seconds: float, data_root: Path) -> Path:
+                 compare_seconds: float, data_root: Path, compare_reused: bool = False) -> Path:
     rows = read_results(compare_dir / "results.csv")
     shipped = any(st.name == "tokenizer" and st.status == "shipped" for st in stages)
     tokenizer = "shipped" if shipped else "trained"
@@ -236,7 +251,8 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
             f"baselines, each contender with the same training budget, on the {n_train} embedded training images "
             f"(natural photos vendored with rvar, photos shipped by installed packages and dead-leaves images), "
             f"then restored {n_test} natural test photos that no stage trained on and no recipe was chosen on "
-            f"({EVAL_NOTE}) with `rvar compare`{precision}. Wall time: {total_seconds / 60:.1f} min in all."]
+            f"({EVAL_NOTE}) with `rvar compare`{precision}. "
+            f"{wall_time_sentence(total_seconds, stages, compare_seconds, compare_reused)}"]
     from rvar.demo.runner import EVAL_FIDELITY
 
     if EVAL_FIDELITY:
@@ -285,7 +301,11 @@ def write_report(out: Path, compare_dir: Path, stages, minutes: float, total_sec
     lines += ["## Stages", "", "| stage | status | seconds | checkpoint |", "|---|---|---:|---|"]
     for st in stages:
         lines.append(f"| {st.name} | {st.status} | {st.seconds:.0f} | `{st.checkpoint.name}` |")
-    lines += ["", f"`rvar compare` took {compare_seconds:.0f} s. Derived stage configs are in `configs/`, logs in "
+    reused_note = (" A reused stage's seconds are those of the run that trained it." if
+                   any(st.status == "reused" for st in stages) else "")
+    compare_note = " (in an earlier run; reused)" if compare_reused else ""
+    lines += ["", f"`rvar compare` took {compare_seconds:.0f} s{compare_note}.{reused_note} Derived stage configs are "
+              "in `configs/`, logs in "
               "`logs/`.", "", "## Next", "",
               f"- Restore your own photos: `rvar restore photo.jpg --ckpt {out / 'restorevar.ckpt'} -o restored/`",
               f"- Browse the runs: `mlflow ui --backend-store-uri sqlite:///{out / 'mlflow.db'}`", ""]

@@ -250,7 +250,7 @@ def last_error(log_path: Path) -> str:
 class StageResult:
     name: str
     status: str  # "trained", "resumed", "reused"
-    seconds: float
+    seconds: float  # wall time of its training (for a reused stage: recorded when it was trained)
     checkpoint: Path
 
 
@@ -267,7 +267,8 @@ def run_stage(stage: Stage, out: Path, seconds: int, env: Dict[str, str], positi
     ckpt = out / stage.output
     if marker.exists() and ckpt.exists() and json.loads(marker.read_text()).get("digest") == digest:
         log(f"[{position}/{total}] {stage.name}: reusing {ckpt} (finished earlier; --fresh retrains)")
-        return StageResult(stage.name, "reused", 0.0, ckpt)
+        # the seconds it took when it was trained, so the report can say what the whole demo costs
+        return StageResult(stage.name, "reused", float(json.loads(marker.read_text()).get("seconds", 0.0)), ckpt)
     cfg_path = out / "configs" / f"{stage.name}.yaml"
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(f"# derived by `rvar demo` from {stage.config_path.relative_to(CONFIGS)}\n" + yaml.safe_dump(cfg))
@@ -386,7 +387,8 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
     marker = out / "stages" / "compare.json"
     digest = config_digest(scoring, [*ckpts, out / "restorer_refined.ckpt"])
     done = json.loads(marker.read_text()) if marker.exists() else {}
-    if done.get("digest") == digest and (compare_dir / "results.csv").exists():
+    compare_reused = done.get("digest") == digest and (compare_dir / "results.csv").exists()
+    if compare_reused:
         log(f"[{len(stages) + 1}] comparison: reusing {compare_dir} (the same checkpoints and settings; --fresh "
             "reruns it)")
         compare_seconds = float(done.get("seconds", 0.0))
@@ -403,6 +405,6 @@ def run_demo(out: Path, minutes: float, fresh: bool, log: Callable[[str], None] 
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"digest": digest, "seconds": compare_seconds}))
     report = write_report(out, compare_dir, results, minutes=minutes, total_seconds=time.perf_counter() - t0,
-                          compare_seconds=compare_seconds, data_root=data_root)
+                          compare_seconds=compare_seconds, data_root=data_root, compare_reused=compare_reused)
     tracking.finish({r.name: r.seconds for r in results}, [out / "report.md", out / "report.html"])
     return report

@@ -46,7 +46,12 @@ class PriorModule(RVARModule):
             None: rvar's recipe (one group, constant rate). ``experiments/restorevar.yaml`` sets the published one.
         decoding: how the prior's samples are decoded (``PriorConfig.decoding``: ``greedy``, RestoreVAR's, or
             ``expected``), in validation and in the checkpoint, which the refiner stage and ``rvar restore``
-            follow; None: ``prior.decoding`` or the ``init_from`` checkpoint's. Training is the same either way.
+            follow; None: ``prior.decoding`` or the ``init_from`` checkpoint's. Training is the same either way,
+            unless ``expected_loss`` is set.
+        expected_loss: weight of a second loss beside the cross-entropy: the squared distance between each
+            token's expected codeword (softmax(logits) @ codebook, what ``decoding: expected`` adds) and the target
+            token's codeword, over the codebook's mean squared norm. It teaches the probabilities' mean, which
+            expected decoding uses, and not only the argmax. 0: cross-entropy alone (RestoreVAR's).
 
     The loss is the mean cross-entropy over all B x L tokens (the reference's per-token weights 1/L summed over
     the tokens, then averaged over the batch, are the same mean).
@@ -56,7 +61,8 @@ class PriorModule(RVARModule):
                  init_from: Optional[str] = None, label_smoothing: float = 0.0,
                  optimizer: OptimizerCallable = restorevar_adamw, val_max_batches: Optional[int] = 4,
                  grid_images: int = 4, gradient_checkpointing: bool = False, condition_dropout: float = 0.0,
-                 optimization: Optional[OptimizationConfig] = None, decoding: Optional[str] = None) -> None:
+                 optimization: Optional[OptimizationConfig] = None, decoding: Optional[str] = None,
+                 expected_loss: float = 0.0) -> None:
         super().__init__(grid_images)
         prior = PriorConfig(**prior) if isinstance(prior, dict) else prior
         optimization = OptimizationConfig(**optimization) if isinstance(optimization, dict) else optimization
@@ -67,6 +73,9 @@ class PriorModule(RVARModule):
         if not 0.0 <= condition_dropout < 1.0:
             raise UserError(f"PriorModule: condition_dropout must be in [0, 1), got {condition_dropout}")
         self.condition_dropout = float(condition_dropout)
+        if not expected_loss >= 0.0:
+            raise UserError(f"PriorModule: expected_loss must be >= 0, got {expected_loss}")
+        self.expected_loss = float(expected_loss)
         init = load_checkpoint(init_from, kinds=("prior", "restorer")) if init_from else None
         # 1. the frozen tokenizer
         if tokenizer_ckpt is None and init is None:
@@ -105,6 +114,13 @@ class PriorModule(RVARModule):
         loss = F.cross_entropy(logits_BLV.flatten(0, 1), target_BL.flatten(), label_smoothing=self.label_smoothing)
         accuracy = (logits_BLV.argmax(-1) == target_BL).float().mean()
         B = target_BL.shape[0]
+        if self.expected_loss > 0:
+            codebook_VC = self.tokenizer.quantize.embedding.weight.detach().float()
+            expected_BLC = logits_BLV.float().softmax(-1) @ codebook_VC
+            code_error = (expected_BLC - codebook_VC[target_BL]).square().sum(-1).mean()
+            code_error = code_error / codebook_VC.square().sum(-1).mean()
+            self.log_metric("code_error", code_error, B, stage)
+            loss = loss + self.expected_loss * code_error
         self.log_metric("loss", loss, B, stage, prog_bar=True)
         self.log_metric("accuracy", accuracy, B, stage)
         if stage != "train" and (self.val_max_batches is None or batch_idx < self.val_max_batches):

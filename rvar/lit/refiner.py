@@ -80,7 +80,7 @@ class RefinerModule(RVARModule):
                  prior_drop_path_rate: Optional[float] = None,
                  optimization: Optional[OptimizationConfig] = None,
                  prior_decoding: Optional[str] = None, blend_degraded: bool = False,
-                 init_from: Optional[str] = None, hide_degraded: bool = False) -> None:
+                 init_from: Optional[str] = None, hide_degraded: bool = False, train_prior: bool = False) -> None:
         super().__init__(grid_images)
         optimization = OptimizationConfig(**optimization) if isinstance(optimization, dict) else optimization
         self.save_hyperparameters(ignore=["optimizer"])
@@ -101,7 +101,13 @@ class RefinerModule(RVARModule):
         if prior_decoding is not None:
             self.prior.set_decoding(prior_decoding)
         self.freeze_submodule("tokenizer")
-        self.freeze_submodule("prior")
+        self.train_prior = bool(train_prior)
+        if train_prior and not prior_inputs:
+            raise UserError("RefinerModule: train_prior needs prior_inputs true (the ablation samples no prior)")
+        if self.train_prior:  # fine-tuned with the refiner, end to end through its expected codewords
+            self.prior.eval()
+        else:
+            self.freeze_submodule("prior")
         self.prior_drop_path_rate = prior_drop_path_rate
         if prior_drop_path_rate is not None:
             self.prior.set_drop_path_rate(prior_drop_path_rate)
@@ -137,21 +143,29 @@ class RefinerModule(RVARModule):
                         getattr(self.refiner, name).weight.zero_()
 
     # ---- steps --------------------------------------------------------------------------------------
-    @torch.no_grad()
     def prior_latents(self, batch: Dict[str, Any]):
         """(f_hat tokens (B, N, Cv), prior hidden states (B, M, C), clean latent tokens (B, N, Cv), side,
         degraded encoder tokens (B, N, Cv) or None, whole-image context tokens (B, N, Cv) or None)."""
-        cond_BSCv = self.tokenizer.encode_condition(to_signed(batch["degraded"]))
+        with torch.no_grad():
+            cond_BSCv = self.tokenizer.encode_condition(to_signed(batch["degraded"]))
+        learn_prior = self.train_prior and torch.is_grad_enabled()
+        with torch.set_grad_enabled(learn_prior):
+            return self._prior_latents(batch, cond_BSCv)
+
+    def _prior_latents(self, batch: Dict[str, Any], cond_BSCv: torch.Tensor):
         if not self.refiner.config.reads_prior:
             out = self.prior.placeholder(cond_BSCv)
         else:
             live_drop_path = self.training and self.prior_drop_path_rate is not None
             self.prior.train(live_drop_path)  # the reference's rollout: prior in train mode, stochastic depth live
             try:
-                out = self.prior.sample(cond_BSCv, self.tokenizer.quantize)  # greedy or expected (config.decoding)
+                # greedy or expected (config.decoding); with train_prior, expected codewords pass the refiner's
+                # gradient into the prior
+                out = self.prior.rollout(cond_BSCv, self.tokenizer.quantize)
             finally:
                 self.prior.eval()
-        target_BChw = self.tokenizer.encode_continuous(to_signed(batch["clean"]))
+        with torch.no_grad():
+            target_BChw = self.tokenizer.encode_continuous(to_signed(batch["clean"]))
         side = out.f_hat.shape[-1]
         f_hat_BNC = rearrange(out.f_hat.float(), "b c h w -> b (h w) c")
         degraded_BNC = context_BNC = None
@@ -164,10 +178,12 @@ class RefinerModule(RVARModule):
                 if "context" not in batch:
                     raise UserError("model.init_args.whole_image_context needs whole-image context in the batches: "
                                     "set data.init_args.context_size (e.g. 256)")
-                context_BSCv = self.tokenizer.encode_condition(to_signed(batch["context"]))
-                context_BNC = self.tokenizer.condition_to_continuous(context_BSCv).float()
+                with torch.no_grad():
+                    context_BSCv = self.tokenizer.encode_condition(to_signed(batch["context"]))
+                    context_BNC = self.tokenizer.condition_to_continuous(context_BSCv).float()
             if self.refiner.uses_degraded:
-                degraded_BNC = self.tokenizer.condition_to_continuous(cond_BSCv).float()
+                with torch.no_grad():
+                    degraded_BNC = self.tokenizer.condition_to_continuous(cond_BSCv).float()
         return (f_hat_BNC, out.last_block.float(), rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side,
                 degraded_BNC, context_BNC)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -55,4 +56,8 @@ def test_demo_with_a_tiny_budget_produces_a_report_and_a_restorer(tmp_path, rvar
     assert proc.stderr.count("reusing") == 9 and "tokenizer: the shipped one" in proc.stderr
     assert "comparison: reusing" in proc.stderr and "comparing" not in proc.stderr  # nothing changed: not rescored
     assert json.loads((out / "stages" / "compare.json").read_text())["seconds"] > 0
-    assert "Quality ladder" in (out / "report.md").read_text()  # the report is written again from it
+    report = (out / "report.md").read_text()
+    assert "Quality ladder" in report  # the report is written again from it
+    # and says what it reused, with the seconds those stages took when they were trained
+    assert "this run, which reused 8 finished stages and the comparison from an earlier run" in report, report[:3000]
+    assert re.search(r"\| prior \| reused \| [1-9][0-9]* \|", report), report[-3000:]

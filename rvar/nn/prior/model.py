@@ -217,10 +217,16 @@ class RestoreVARPrior(nn.Module):
             block.attn.kv_caching(enable)
             block.cross_attn.kv_caching(enable)
 
-    @torch.no_grad()
     def sample(self, cond_BSCv: torch.Tensor, quantizer: MultiScaleQuantizer, top_k: int = 0, top_p: float = 0.0,
                temperature: float = 1.0, generator: Optional[torch.Generator] = None,
                use_cache: bool = True) -> SampleOutput:
+        """:meth:`rollout` without gradients (inference, and the frozen prior of the later stages)."""
+        with torch.no_grad():
+            return self.rollout(cond_BSCv, quantizer, top_k, top_p, temperature, generator, use_cache)
+
+    def rollout(self, cond_BSCv: torch.Tensor, quantizer: MultiScaleQuantizer, top_k: int = 0, top_p: float = 0.0,
+                temperature: float = 1.0, generator: Optional[torch.Generator] = None,
+                use_cache: bool = True) -> SampleOutput:
         """Generate all scales, coarse to fine; greedy (argmax) unless top_k/top_p/temperature say otherwise.
 
         With ``config.decoding == "expected"`` each scale adds the expected codeword under the (filtered, tempered)
