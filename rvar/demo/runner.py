@@ -265,10 +265,11 @@ def run_stage(stage: Stage, out: Path, seconds: int, env: Dict[str, str], positi
     digest = config_digest(cfg, [out / name for name in stage.reads.values()])
     marker = out / "stages" / f"{stage.name}.json"
     ckpt = out / stage.output
-    if marker.exists() and ckpt.exists() and json.loads(marker.read_text()).get("digest") == digest:
+    finished = json.loads(marker.read_text()) if marker.exists() else {}
+    if ckpt.exists() and finished.get("digest") == digest:
         log(f"[{position}/{total}] {stage.name}: reusing {ckpt} (finished earlier; --fresh retrains)")
         # the seconds it took when it was trained, so the report can say what the whole demo costs
-        return StageResult(stage.name, "reused", float(json.loads(marker.read_text()).get("seconds", 0.0)), ckpt)
+        return StageResult(stage.name, "reused", float(finished.get("seconds", 0.0)), ckpt)
     cfg_path = out / "configs" / f"{stage.name}.yaml"
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(f"# derived by `rvar demo` from {stage.config_path.relative_to(CONFIGS)}\n" + yaml.safe_dump(cfg))

@@ -104,9 +104,7 @@ class RefinerModule(RVARModule):
         self.train_prior = bool(train_prior)
         if train_prior and not prior_inputs:
             raise UserError("RefinerModule: train_prior needs prior_inputs true (the ablation samples no prior)")
-        if self.train_prior:  # fine-tuned with the refiner, end to end through its expected codewords
-            self.prior.eval()
-        else:
+        if not self.train_prior:  # else fine-tuned with the refiner, end to end (its mode is set per rollout)
             self.freeze_submodule("prior")
         self.prior_drop_path_rate = prior_drop_path_rate
         if prior_drop_path_rate is not None:
@@ -146,28 +144,29 @@ class RefinerModule(RVARModule):
     def prior_latents(self, batch: Dict[str, Any]):
         """(f_hat tokens (B, N, Cv), prior hidden states (B, M, C), clean latent tokens (B, N, Cv), side,
         degraded encoder tokens (B, N, Cv) or None, whole-image context tokens (B, N, Cv) or None)."""
+        learn_prior = self.train_prior and torch.is_grad_enabled()  # training, not validation
         with torch.no_grad():
-            cond_BSCv = self.tokenizer.encode_condition(to_signed(batch["degraded"]))
-        learn_prior = self.train_prior and torch.is_grad_enabled()
-        with torch.set_grad_enabled(learn_prior):
-            return self._prior_latents(batch, cond_BSCv)
+            return self._prior_latents(batch, learn_prior)
 
-    def _prior_latents(self, batch: Dict[str, Any], cond_BSCv: torch.Tensor):
+    def _prior_latents(self, batch: Dict[str, Any], learn_prior: bool):
+        cond_BSCv = self.tokenizer.encode_condition(to_signed(batch["degraded"]))
         if not self.refiner.config.reads_prior:
             out = self.prior.placeholder(cond_BSCv)
         else:
             live_drop_path = self.training and self.prior_drop_path_rate is not None
             self.prior.train(live_drop_path)  # the reference's rollout: prior in train mode, stochastic depth live
             try:
-                # greedy or expected (config.decoding); with train_prior, expected codewords pass the refiner's
-                # gradient into the prior
-                out = self.prior.rollout(cond_BSCv, self.tokenizer.quantize)
+                # greedy or expected (config.decoding); with train_prior the only part with gradients: expected
+                # codewords and hidden states pass the refiner's gradient into the prior
+                with torch.set_grad_enabled(learn_prior):
+                    out = self.prior.rollout(cond_BSCv, self.tokenizer.quantize)
             finally:
                 self.prior.eval()
-        with torch.no_grad():
-            target_BChw = self.tokenizer.encode_continuous(to_signed(batch["clean"]))
+        target_BChw = self.tokenizer.encode_continuous(to_signed(batch["clean"]))
         side = out.f_hat.shape[-1]
-        f_hat_BNC = rearrange(out.f_hat.float(), "b c h w -> b (h w) c")
+        with torch.set_grad_enabled(learn_prior):  # keep the prior's outputs attached to its graph
+            f_hat_BNC = rearrange(out.f_hat.float(), "b c h w -> b (h w) c")
+            last_block_BMC = out.last_block.float()
         degraded_BNC = context_BNC = None
         if self.hide_degraded:  # pre-training: the refiner sees the prior's outputs only
             zeros_BNC = torch.zeros_like(f_hat_BNC)
@@ -178,13 +177,11 @@ class RefinerModule(RVARModule):
                 if "context" not in batch:
                     raise UserError("model.init_args.whole_image_context needs whole-image context in the batches: "
                                     "set data.init_args.context_size (e.g. 256)")
-                with torch.no_grad():
-                    context_BSCv = self.tokenizer.encode_condition(to_signed(batch["context"]))
-                    context_BNC = self.tokenizer.condition_to_continuous(context_BSCv).float()
+                context_BSCv = self.tokenizer.encode_condition(to_signed(batch["context"]))
+                context_BNC = self.tokenizer.condition_to_continuous(context_BSCv).float()
             if self.refiner.uses_degraded:
-                with torch.no_grad():
-                    degraded_BNC = self.tokenizer.condition_to_continuous(cond_BSCv).float()
-        return (f_hat_BNC, out.last_block.float(), rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side,
+                degraded_BNC = self.tokenizer.condition_to_continuous(cond_BSCv).float()
+        return (f_hat_BNC, last_block_BMC, rearrange(target_BChw.float(), "b c h w -> b (h w) c"), side,
                 degraded_BNC, context_BNC)
 
     def _shared_step(self, batch: Dict[str, Any], stage: str, batch_idx: int = 0) -> torch.Tensor:
